@@ -1,0 +1,1 @@
+"""Offline training scripts of iospstl_ros (PyTorch); one module per stage."""
