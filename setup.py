@@ -1,7 +1,7 @@
 """ament_python build of iospstl_ros; also a plain ``pip install .``."""
 
-import os
 from glob import glob
+import os
 
 from setuptools import find_packages, setup
 

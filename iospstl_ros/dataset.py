@@ -23,14 +23,13 @@ Synthetic data and NTU data are written by the same :class:`SplitWriter`, so not
 can tell them apart.
 """
 
+from dataclasses import dataclass
 import json
 import os
 import pickle
-from dataclasses import dataclass
-
-import numpy as np
 
 from iospstl_ros.layout import MAX_BODIES, MAX_FRAMES, NUM_CHANNELS, NUM_JOINTS
+import numpy as np
 
 FORMAT_NAME = 'iospstl-dataset'
 FORMAT_VERSION = 1
@@ -102,7 +101,8 @@ class SplitWriter:
         self.root, self.part, self.max_frames = root, part, max_frames
         n, t, v, m = num_samples, max_frames, NUM_JOINTS, MAX_BODIES
         open_memmap = np.lib.format.open_memmap
-        self.data = open_memmap(self._path('data.npy'), 'w+', np.float32, (n, NUM_CHANNELS, t, v, m))
+        self.data = open_memmap(self._path('data.npy'), 'w+', np.float32,
+                                (n, NUM_CHANNELS, t, v, m))
         self.occluded = open_memmap(self._path('occluded.npy'), 'w+', np.bool_, (n, t, v, m))
         self.present = open_memmap(self._path('present.npy'), 'w+', np.bool_, (n, t, m))
         self.num_frames = np.zeros(n, dtype=np.int32)
@@ -231,8 +231,9 @@ def open_split(root, part, mmap=True):
         if array is None:
             array = arrays[suffix] = load(suffix)
         if array.shape != shape or array.dtype != dtype:
-            raise ValueError(f'{os.path.join(root, part + "_" + suffix)}: expected {dtype.__name__} '
-                             f'{shape}, got {array.dtype} {array.shape}')
+            path = os.path.join(root, f'{part}_{suffix}')
+            raise ValueError(f'{path}: expected {np.dtype(dtype).name} {shape}, '
+                             f'got {array.dtype} {array.shape}')
     with open(os.path.join(root, f'{part}_names.txt')) as f:
         names = f.read().splitlines()
     if len(names) != n:
