@@ -32,6 +32,7 @@ setup(
     ],
     install_requires=['setuptools'],
     extras_require={
+        'test': ['pytest'],
         'runtime': ['numpy>=1.24', 'scikit-learn>=1.3', 'onnxruntime>=1.17', 'PyYAML>=6'],
         'training': ['torch>=2.1,<=2.14.1', 'onnx>=1.15', 'matplotlib>=3.7', 'tqdm>=4.60'],
     },
@@ -40,7 +41,6 @@ setup(
     maintainer_email='iospstl-ros@example.org',
     description='Occlusion-robust skeleton action recognition (IosPSTL) for ROS 2.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
         ],

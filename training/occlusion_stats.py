@@ -1,0 +1,347 @@
+"""How much of a data set is occluded, and where: tables, JSON and pictures.
+
+``python -m training.occlusion_stats data/synthetic/xsub --part train --png occlusion.png``
+reads one part of a benchmark written by ``training.prepare_ntu`` or ``training.synthesize``
+and reports
+
+- per joint: the share of its present slots (frames x bodies) that are occluded, and the share
+  of samples where it is occluded at least once (the paper's B);
+- per sample: the occluded share of its present joint slots (mean, median, 90th percentile,
+  maximum, share of samples without occlusion);
+- per class: the mean occluded share of its samples.
+
+It prints the tables, writes them as JSON (``--json``, default ``DIR/occlusion_stats_PART.json``)
+and, with ``--png OUT.png``, draws ``OUT.png`` (a few occluded sequences, several frames each,
+occluded joints in red) and ``OUT_occluders.png`` (one scene's occluder boxes with the skeleton,
+side and top views, camera at the origin). For synthetic data the true positions of occluded
+joints and the exact boxes are regenerated from the seed in ``meta.json``; for other data only
+visible joints can be drawn, and the boxes are an illustrative scene drawn by
+:func:`iospstl_ros.occlusion.realistic_occlusion` for that sample.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from iospstl_ros.dataset import open_split, PARTS
+from iospstl_ros.layout import EDGES, JOINT_NAMES, NUM_JOINTS
+from iospstl_ros.occlusion import box_corners, realistic_occlusion
+from iospstl_ros.synthetic import GENERATOR_VERSION, realistic_scene, sample_index
+import numpy as np
+
+#: Samples per chunk when scanning the memory-mapped masks.
+CHUNK = 256
+# Corner pairs of a box's 12 edges (corner 4 i + 2 j + k, see box_corners).
+_BOX_EDGES = tuple((a, a | bit) for bit in (1, 2, 4) for a in range(8) if not a & bit)
+
+
+def occlusion_statistics(occluded, present, labels, B=None, classes=None):
+    """Occlusion frequencies of a data set part.
+
+    Parameters
+    ----------
+    occluded : array_like of shape (N, T, 25, M), bool
+        May be a memory map; read in chunks of :data:`CHUNK` samples.
+    present : array_like of shape (N, T, M), bool
+    labels : array_like of shape (N,), int
+    B : array_like of shape (N, 25), optional
+        Stored "ever occluded" flags; recomputed from the masks when None.
+    classes : sequence of str, optional
+        Class names; labels index into it.
+
+    Returns
+    -------
+    stats : dict
+        ``num_samples``; ``slot_fraction`` (occluded share of all present joint slots);
+        ``per_joint``: {joint name: {'slots': share of the joint's present slots occluded,
+        'samples': share of samples where it is ever occluded}}; ``per_sample``: summary
+        ('mean', 'median', 'p90', 'max', 'none') of each sample's occluded share;
+        ``per_class``: {class: {'samples': count, 'mean': mean occluded share}}.
+
+    Raises
+    ------
+    ValueError
+        If the shapes disagree or a sample has no present joint slot.
+    """
+    n = len(labels)
+    if (np.ndim(occluded) != 4 or occluded.shape[0] != n or occluded.shape[2] != NUM_JOINTS
+            or tuple(present.shape) != (n, occluded.shape[1], occluded.shape[3])):
+        raise ValueError('expected occluded (N, T, 25, M), present (N, T, M) and labels (N,); '
+                         f'got {np.shape(occluded)}, {np.shape(present)} and ({n},)')
+    labels = np.asarray(labels)
+    hidden_per_joint = np.zeros(NUM_JOINTS, dtype=np.int64)
+    ever = np.zeros(NUM_JOINTS, dtype=np.int64)
+    fractions = np.zeros(n)
+    slots_per_joint = 0
+    for start in range(0, n, CHUNK):
+        mask = np.asarray(occluded[start:start + CHUNK], dtype=bool)
+        alive = np.asarray(present[start:start + CHUNK], dtype=bool)
+        hidden = mask & alive[:, :, None, :]                             # (n, T, V, M)
+        slots = alive.sum(axis=(1, 2))                                   # (n,)
+        if (slots == 0).any():
+            first = start + int(np.flatnonzero(slots == 0)[0])
+            raise ValueError(f'sample {first} has no present body')
+        hidden_per_joint += hidden.sum(axis=(0, 1, 3))
+        slots_per_joint += int(slots.sum())
+        fractions[start:start + CHUNK] = hidden.sum(axis=(1, 2, 3)) / (NUM_JOINTS * slots)
+        if B is None:
+            ever += hidden.any(axis=(1, 3)).sum(axis=0)
+    if B is not None:
+        ever = (np.asarray(B) > 0).sum(axis=0)
+    names = list(classes) if classes is not None else [str(k) for k in range(labels.max() + 1)]
+    per_class = {}
+    for label in np.unique(labels):
+        chosen = fractions[labels == label]
+        name = names[label] if 0 <= label < len(names) else str(label)
+        per_class[name] = {'samples': int(len(chosen)), 'mean': float(chosen.mean())}
+    joint_slots = max(slots_per_joint, 1)
+    return {
+        'num_samples': int(n),
+        'slot_fraction': float(hidden_per_joint.sum() / (NUM_JOINTS * joint_slots)),
+        'per_joint': {JOINT_NAMES[v]: {'slots': float(hidden_per_joint[v] / joint_slots),
+                                       'samples': float(ever[v] / max(n, 1))}
+                      for v in range(NUM_JOINTS)},
+        'per_sample': {'mean': float(fractions.mean()), 'median': float(np.median(fractions)),
+                       'p90': float(np.percentile(fractions, 90)),
+                       'max': float(fractions.max()), 'none': float((fractions == 0).mean())},
+        'per_class': per_class,
+    }
+
+
+def split_statistics(split):
+    """:func:`occlusion_statistics` of an opened :class:`iospstl_ros.dataset.Split`."""
+    return occlusion_statistics(split.occluded, split.present, split.labels, split.B,
+                                split.meta.get('classes'))
+
+
+def format_tables(stats):
+    """Format the statistics as printable text tables."""
+    lines = [f'{stats["num_samples"]} samples; occluded share of all present joint slots: '
+             f'{100 * stats["slot_fraction"]:.1f} %']
+    summary = stats['per_sample']
+    lines.append('occluded share per sample: mean {:.1f} %, median {:.1f} %, p90 {:.1f} %, '
+                 'max {:.1f} %, samples without occlusion {:.1f} %'.format(
+                     *(100 * summary[key] for key in ('mean', 'median', 'p90', 'max', 'none'))))
+    lines += ['', f'{"joint":<16} {"slots %":>8} {"samples %":>10}']
+    for name, row in sorted(stats['per_joint'].items(), key=lambda item: -item[1]['slots']):
+        lines.append(f'{name:<16} {100 * row["slots"]:8.1f} {100 * row["samples"]:10.1f}')
+    lines += ['', f'{"class":<24} {"samples":>8} {"mean %":>8}']
+    for name, row in stats['per_class'].items():
+        lines.append(f'{name:<24} {row["samples"]:8d} {100 * row["mean"]:8.1f}')
+    return '\n'.join(lines)
+
+
+def _regenerable(split):
+    meta = split.meta
+    return (meta.get('source') == 'synthetic'
+            and meta.get('generator_version') == GENERATOR_VERSION and 'seed' in meta)
+
+
+def true_sequence(split, index):
+    """Coordinates of one stored sample, with occluded joints filled in where possible.
+
+    For synthetic data of this generator version the sequence is regenerated from the seed
+    and checked against the stored visible joints; otherwise occluded joints stay NaN.
+
+    Returns
+    -------
+    xyz : ndarray of shape (3, T, 25, M), float32
+        T = the sample's frame count.
+    occluded : ndarray of shape (T, 25, M), bool
+    present : ndarray of shape (T, M), bool
+    scene : iospstl_ros.occlusion.Scene or None
+        The exact occluders for synthetic data with realistic occlusion.
+    """
+    t = int(split.num_frames[index])
+    xyz = np.array(split.data[index, :, :t], dtype=np.float32)
+    occluded = np.array(split.occluded[index, :t], dtype=bool)
+    present = np.array(split.present[index, :t], dtype=bool)
+    if not _regenerable(split):
+        return xyz, occluded, present, None
+    sequence, scene = realistic_scene(int(split.meta['seed']), sample_index(split.names[index]))
+    m = sequence.xyz.shape[-1]
+    visible = ~occluded[..., :m] & present[:, None, :m]
+    if (sequence.xyz.shape[1] != t
+            or not np.array_equal(sequence.xyz[:, visible], xyz[:, :, :, :m][:, visible])):
+        return xyz, occluded, present, None
+    full = np.where(present[None, :, None, :m], sequence.xyz, 0.0).astype(np.float32)
+    xyz[:, :, :, :m] = full
+    return xyz, occluded, present, scene if split.meta.get('occlusion') == 'realistic' else None
+
+
+def pick_samples(split, count, min_fraction=0.05):
+    """Choose up to ``count`` samples of different classes with visible occlusion (indices)."""
+    chosen, seen = [], set()
+    for index in range(len(split)):
+        label = int(split.labels[index])
+        if label in seen:
+            continue
+        hidden = split.occluded[index] & split.present[index][:, None, :]
+        slots = NUM_JOINTS * split.present[index].sum()
+        if slots and hidden.sum() / slots >= min_fraction:
+            chosen.append(index)
+            seen.add(label)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def _draw_skeleton(ax, points, hidden, horizontal, vertical):
+    """Bones and joints of one body at one frame; occluded joints in red."""
+    for a, b in EDGES:
+        if np.isfinite(points[:, [a, b]]).all():
+            style = 'r--' if hidden[a] or hidden[b] else 'b-'
+            ax.plot(horizontal(points[:, [a, b]]), vertical(points[:, [a, b]]), style, lw=1.2)
+    shown = np.isfinite(points).all(axis=0)
+    ax.scatter(horizontal(points[:, shown & ~hidden]), vertical(points[:, shown & ~hidden]),
+               s=6, c='tab:blue', zorder=3)
+    ax.scatter(horizontal(points[:, shown & hidden]), vertical(points[:, shown & hidden]),
+               s=10, c='red', zorder=4)
+
+
+def plot_sequences(split, indices, path, frames=5):
+    """Draw ``frames`` frames of each chosen sample in camera view; occluded joints red.
+
+    The horizontal axis is -x (the sensor's left on the left of the picture), vertical y.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    classes = split.meta.get('classes')
+    fig, axes = plt.subplots(len(indices), frames, figsize=(2.2 * frames, 2.8 * len(indices)),
+                             squeeze=False)
+    for row, index in enumerate(indices):
+        xyz, occluded, present, _ = true_sequence(split, index)
+        t = xyz.shape[1]
+        label = int(split.labels[index])
+        title = classes[label] if classes else str(label)
+        finite = xyz[:, present[:, None, :] & np.isfinite(xyz).all(axis=0)]
+        for col, frame in enumerate(np.linspace(0, t - 1, frames).round().astype(int)):
+            ax = axes[row, col]
+            for body in np.flatnonzero(present[frame]):
+                _draw_skeleton(ax, xyz[:, frame, :, body], occluded[frame, :, body],
+                               lambda p: -p[0], lambda p: p[1])
+            if finite.size:
+                ax.set_xlim(-finite[0].max() - 0.2, -finite[0].min() + 0.2)
+                ax.set_ylim(finite[1].min() - 0.1, finite[1].max() + 0.1)
+            ax.set_aspect('equal')
+            ax.tick_params(labelsize=6)
+            hidden = int((occluded[frame] & present[frame][None]).sum())
+            ax.set_title(f'frame {frame}: {hidden} hidden', fontsize=7)
+            if col == 0:
+                ax.set_ylabel(f'{split.names[index]}\n{title}', fontsize=7)
+    fig.suptitle('occluded joints in red (-x right to left as the sensor sees, y up, metres)',
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_occluders(split, index, path, seed=0):
+    """Draw one sample's occluder boxes with its skeleton: side (z, y) and top (x, z) views.
+
+    For synthetic data the exact boxes are regenerated; otherwise an illustrative scene is
+    drawn by :func:`iospstl_ros.occlusion.realistic_occlusion` with ``default_rng(seed)``.
+
+    Returns
+    -------
+    exact : bool
+        Whether the boxes are the ones that produced the stored occlusion.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    xyz, occluded, present, scene = true_sequence(split, index)
+    exact = scene is not None
+    if not exact:
+        occluded, scene = realistic_occlusion(xyz, present, np.random.default_rng(seed))
+    hidden = occluded & present[:, None, :]
+    frame = int(np.argmax(hidden.sum(axis=(1, 2))))
+    corners = box_corners(scene)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    views = (('side view', lambda p: p[2], lambda p: p[1], 'z depth (m)', 'y up (m)'),
+             ('top view', lambda p: -p[0], lambda p: p[2], '-x (m)', 'z depth (m)'))
+    for ax, (title, horizontal, vertical, xlabel, ylabel) in zip(axes, views):
+        for k, box in enumerate(corners):
+            for a, b in _BOX_EDGES:
+                ax.plot(horizontal(box[[a, b]].T), vertical(box[[a, b]].T), color='tab:brown',
+                        lw=1)
+            centre = box.mean(axis=0)
+            ax.annotate(scene.kinds[k], (horizontal(centre), vertical(centre)), fontsize=7,
+                        color='tab:brown')
+        for body in np.flatnonzero(present[frame]):
+            _draw_skeleton(ax, xyz[:, frame, :, body], hidden[frame, :, body], horizontal,
+                           vertical)
+        ax.plot(0.0, 0.0, 'k^', ms=8)
+        ax.annotate('camera', (0.0, 0.0), fontsize=7)
+        if title == 'side view' and np.isfinite(scene.floor_y):
+            ax.axhline(scene.floor_y, color='gray', lw=0.8)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_aspect('equal')
+        ax.set_title(title, fontsize=9)
+    kind = 'exact occluders' if exact else 'illustrative occluders'
+    fig.suptitle(f'{split.names[index]} frame {frame}: {kind}, '
+                 f'{int(hidden[frame].sum())} joints hidden (red)', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return exact
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m training.occlusion_stats',
+        description='Occlusion statistics of one part of a benchmark directory: per joint, '
+                    'per sample and per class; optional pictures.')
+    parser.add_argument('root', metavar='DIR',
+                        help='benchmark directory written by training.synthesize or '
+                             'training.prepare_ntu, e.g. data/synthetic/xsub')
+    parser.add_argument('--part', choices=PARTS, default='train',
+                        help='part to analyse; default: %(default)s')
+    parser.add_argument('--json', metavar='PATH',
+                        help='where to write the statistics; default: '
+                             'DIR/occlusion_stats_PART.json')
+    parser.add_argument('--png', metavar='OUT.png',
+                        help='draw occluded sequences to OUT.png and one scene with its '
+                             'occluders to OUT_occluders.png')
+    parser.add_argument('--num-sequences', type=int, default=4,
+                        help='sequences (of different classes) drawn in OUT.png; '
+                             'default: %(default)s')
+    parser.add_argument('--frames', type=int, default=5,
+                        help='frames drawn per sequence; default: %(default)s')
+    args = parser.parse_args(argv)
+    if args.num_sequences < 1 or args.frames < 1:
+        parser.error('--num-sequences and --frames must be >= 1')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        split = open_split(args.root, args.part)
+        stats = split_statistics(split)
+    except ValueError as error:
+        sys.exit(f'occlusion_stats: {error}')
+    stats.update({'root': os.path.abspath(args.root), 'part': args.part,
+                  'occlusion': split.meta.get('occlusion'), 'source': split.meta.get('source')})
+    print(format_tables(stats))
+    path = args.json or os.path.join(args.root, f'occlusion_stats_{args.part}.json')
+    with open(path, 'w') as f:
+        json.dump(stats, f, indent=2)
+    print(f'\nwrote {path}')
+    if args.png:
+        indices = pick_samples(split, args.num_sequences)
+        if not indices:
+            indices = list(range(min(args.num_sequences, len(split))))
+        plot_sequences(split, indices, args.png, args.frames)
+        stem, ext = os.path.splitext(args.png)
+        scene_path = f'{stem}_occluders{ext or ".png"}'
+        plot_occluders(split, indices[0], scene_path)
+        print(f'wrote {args.png} and {scene_path}')
+    return stats
+
+
+if __name__ == '__main__':
+    main()
