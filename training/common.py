@@ -105,17 +105,21 @@ class RunDir:
         Written to ``args.json``.
     is_main : bool
         Only the main process writes.
+    module : str
+        The script's module, for ``command.txt`` (``python -m <module> <argv>``).
+    argv : list of str, optional
+        The script's arguments (default: ``sys.argv[1:]``).
     """
 
-    def __init__(self, path, args, is_main=True):
+    def __init__(self, path, args, is_main=True, module=None, argv=None):
         self.path = path
         self.is_main = is_main
         if not is_main:
             return
         os.makedirs(path, exist_ok=True)
         values = vars(args) if not isinstance(args, dict) else args
-        command = shlex.join([os.path.basename(sys.executable), '-m',
-                              _module_name(), *sys.argv[1:]])
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = shlex.join(['python', '-m', module or _module_name(), *argv])
         with open(os.path.join(path, 'command.txt'), 'a') as f:
             f.write(f'{time.strftime("%Y-%m-%dT%H:%M:%S")} {command}\n')
         _write_json(os.path.join(path, 'args.json'), values)

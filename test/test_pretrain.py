@@ -1,0 +1,76 @@
+"""OPSTL pre-training loop: schedule, resume, outputs and input errors (tiny preset, CPU)."""
+
+import json
+
+from iospstl_ros.dataset import SplitWriter
+import numpy as np
+import pytest
+import torch
+
+from training.pretrain import learning_rate, main as pretrain
+from training.windows import make_windows
+
+
+def write_random_benchmark(root, n=12, frames=40, seed=0):
+    rng = np.random.default_rng(seed)
+    writer = SplitWriter(str(root), 'train', num_samples=n, max_frames=frames)
+    for i in range(n):
+        xyz = rng.normal(0, 0.3, (3, frames, 25, 1)) + np.array([0, 0, 3.0])[:, None, None, None]
+        occluded = rng.random((frames, 25, 1)) < 0.1
+        writer.write(i, f'S001C001P001R001A{i % 3 + 1:03d}', i % 3, xyz, occluded,
+                     np.ones((frames, 1), bool))
+    writer.close({'classes': ['a', 'b', 'c']})
+    make_windows(str(root), 'train', progress=False)
+
+
+def test_learning_rate_schedule_is_the_reference_one():
+    assert learning_rate(0, 5e-3, 10, 150) == 0.0
+    assert learning_rate(5, 5e-3, 10, 150) == pytest.approx(2.5e-3)
+    assert learning_rate(10, 5e-3, 10, 150) == pytest.approx(5e-3)
+    assert learning_rate(80, 5e-3, 10, 150) == pytest.approx(2.5e-3)
+    assert learning_rate(149, 5e-3, 10, 150) == pytest.approx(6.29e-7, rel=1e-2)
+
+
+def test_resume_continues_identically(tmp_path):
+    write_random_benchmark(tmp_path / 'data')
+    common = ['--data', str(tmp_path / 'data'), '--preset', 'tiny', '--device', 'cpu',
+              '--no-progress', '--batch-size', '6']
+    pretrain(common + ['--out', str(tmp_path / 'straight'), '--epochs', '3'])
+    pretrain(common + ['--out', str(tmp_path / 'resumed'), '--epochs', '1'])
+    pretrain(common + ['--out', str(tmp_path / 'resumed'), '--epochs', '3'])
+    straight = torch.load(tmp_path / 'straight' / 'encoder.pt', weights_only=False)
+    resumed = torch.load(tmp_path / 'resumed' / 'encoder.pt', weights_only=False)
+    assert straight['config'] == resumed['config']
+    assert straight['config']['hidden_channels'] == 4
+    for key, value in straight['state_dict'].items():
+        assert torch.equal(value, resumed['state_dict'][key]), key
+    lines = (tmp_path / 'resumed' / 'metrics.jsonl').read_text().splitlines()
+    assert [json.loads(line)['epoch'] for line in lines] == [1, 2, 3]
+    assert json.loads(lines[0])['lr'] == 0.0
+    commands = (tmp_path / 'resumed' / 'command.txt').read_text().splitlines()
+    assert len(commands) == 2 and 'training.pretrain' in commands[0]
+    # epoch 1 has lr 0 (warm-up from 0): weights must not have moved from initialisation,
+    # while the later epochs must move them
+    first = [json.loads(line)['loss'] for line in lines]
+    assert all(np.isfinite(first))
+
+
+def test_missing_windows_and_missing_B_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match='train_w50_data.npy: missing; run `python -m '
+                                         'training.windows'):
+        pretrain(['--data', str(tmp_path), '--out', str(tmp_path / 'run'), '--preset', 'tiny',
+                  '--device', 'cpu'])
+    write_random_benchmark(tmp_path / 'data', n=4)
+    (tmp_path / 'data' / 'train_B.npy').unlink()
+    with pytest.raises(ValueError, match='train_B.npy: missing'):
+        pretrain(['--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run'),
+                  '--preset', 'tiny', '--device', 'cpu'])
+
+
+def test_cuda_request_without_gpu_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has a GPU')
+    write_random_benchmark(tmp_path / 'data', n=4)
+    with pytest.raises(ValueError, match='CUDA is not available'):
+        pretrain(['--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run'),
+                  '--preset', 'tiny', '--device', 'cuda'])
