@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 
 
 def confusion_matrix(labels, predictions, num_classes):
-    """Counts ``matrix[true, predicted]``; (num_classes, num_classes) int64."""
+    """Count ``matrix[true, predicted]``; (num_classes, num_classes) int64."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
     if labels.shape != predictions.shape:
