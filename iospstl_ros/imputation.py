@@ -1,0 +1,1053 @@
+"""NaN-aware K-nearest-neighbour imputation and the per-cluster donor bank (paper Sec. III-D).
+
+The reference code fills occluded coordinates with one scikit-learn ``KNNImputer(n_neighbors=5,
+weights='distance')`` per KMeans cluster (OPSTL_REFERENCE.md Sec. 3). :func:`nan_knn_impute`
+gives the same numbers without scikit-learn and much faster; :class:`ClusterBank` keeps every
+cluster's donors in one array keyed by cluster id, so a sample of cluster k is only ever filled
+from cluster k's donors (which fixes the reference's shared-imputer bug).
+
+Rows are flattened samples: a sample ``x`` of shape ``(C, T, V, M)`` (see
+:mod:`iospstl_ros.layout`) becomes ``x.reshape(-1)``, ``d = C * T * V * M`` features, NaN where a
+joint is occluded. :func:`coordinate_groups` gives the ``groups`` argument for that layout (the
+x, y and z of a joint in a frame of a body are missing together).
+
+The rule, for each missing value of a receiver row (scikit-learn's):
+
+1. Distance to a donor row: ``sqrt(d / p * sum((a - b) ** 2))`` over the ``p`` features both
+   rows observe; NaN when they share none.
+2. Candidates are the donors that observe the missing feature and have a finite distance. The
+   ``n_neighbors`` nearest are used; if fewer exist, all of them are.
+3. Weights ``1 / distance``; if any chosen donor is at distance 0, only the donors at distance 0
+   count, with equal weight. The value is the weighted mean of the donors' values.
+4. If donors observe the feature but all their distances are NaN, the value is the feature's
+   mean over the donors that observe it.
+5. If no donor observes the feature, the value stays NaN and is counted as unfilled; the caller
+   chooses the fallback. (scikit-learn instead drops such a feature from its output, or with
+   ``keep_empty_features=True`` sets the whole feature to 0 in every row.)
+
+Donors at exactly equal distance are taken lowest row first; scikit-learn's ``argpartition``
+may take another of the tied donors, so exact ties can give different (equally near) donors.
+
+Speed and precision: distances come from float32 masked matrix products,
+``sum((a - b)^2) = sum(a^2) + sum(b^2) - 2 sum(a b)`` over shared features, each with a bound
+on its float32 cancellation error. Every distance that might be 0, and every distance whose
+error could change which donors are chosen, is recomputed by summing squared differences
+directly, so the chosen donors and the zero-distance rule are those of the exact distances; the
+weights use the float32 distances, so imputed values agree with scikit-learn's float64 result
+to about 1e-5 of the data's scale (a few micrometres on camera-space skeletons). Donor
+selection is vectorised over (receiver, missing group) pairs; there is no loop over features.
+"""
+
+from collections import OrderedDict
+import json
+import os
+
+from iospstl_ros.layout import MAX_BODIES, NUM_CHANNELS, NUM_JOINTS
+import numpy as np
+
+BANK_FORMAT = 'iospstl-cluster-bank'
+BANK_FORMAT_VERSION = 1
+#: Bound on the float32 error of ``sum(a^2) + sum(b^2) - 2 sum(a b)`` over d features, as a
+#: multiple of ``(4 + 2 sqrt(d)) * (sum(a^2) + sum(b^2))``; measured errors stay below a
+#: tenth of it.
+ERROR_BOUND = float(np.finfo(np.float32).eps)
+#: Largest set imputed from itself with full symmetric products (m x m float32 arrays).
+SYMMETRIC_MAX_ROWS = 4096
+#: Nearest donors looked at first per receiver; more only where too few observe a feature.
+FIRST_CANDIDATES = 16
+#: Candidate slots (pairs x width) the first round may use when there are few pairs.
+_WIDTH_BUDGET = 1 << 14
+#: Pairs above which pairs sharing a receiver and a donor pattern are settled once.
+_DEDUPLICATE_ABOVE = 2048
+#: Donor rows prepared (validated, centred, converted to float32) per step.
+_DONOR_ROWS_PER_STEP = 512
+#: Row pairs whose distance is recomputed directly per step.
+_PAIRS_PER_STEP = 128
+
+
+def coordinate_groups(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
+    """Group of every feature of a flattened ``(C, T, V, M)`` sample: one group per (t, v, m).
+
+    Parameters
+    ----------
+    num_frames : int
+        T.
+    num_joints : int
+        V.
+    num_bodies : int
+        M.
+
+    Returns
+    -------
+    groups : ndarray of shape (3 * T * V * M,), int64
+        ``groups[i]`` is the index ``(t * V + v) * M + m`` of the joint that feature ``i``
+        belongs to; x, y and z of a joint share it.
+    """
+    per_channel = int(num_frames) * int(num_joints) * int(num_bodies)
+    if per_channel < 1:
+        raise ValueError('expected num_frames, num_joints and num_bodies >= 1, got '
+                         f'{num_frames}, {num_joints}, {num_bodies}')
+    return np.tile(np.arange(per_channel, dtype=np.int64), NUM_CHANNELS)
+
+
+def _check_rows(name, x, n_features=None):
+    """Validate a 2-D float array (NumPy array, memory map or nested list)."""
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f'{name}: expected a 2-D array (n_samples, n_features), got shape '
+                         f'{x.shape}; reshape one sample with x.reshape(1, -1)')
+    if x.dtype.kind != 'f':
+        raise ValueError(f'{name}: expected a float array with NaN for missing values, got '
+                         f'dtype {x.dtype}')
+    if n_features is not None and x.shape[1] != n_features:
+        raise ValueError(f'{name}: expected {n_features} features, got shape {x.shape}')
+    return x
+
+
+def _check_count(name, value):
+    """Validate a setting that must be an int >= 1."""
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not is_int or value < 1:
+        raise ValueError(f'{name}: expected an int >= 1, got {value!r}')
+    return int(value)
+
+
+class _Grouping:
+    """Features partitioned into groups that are always missing together.
+
+    Work arrays hold the features in group-major order (``order``), each group's features
+    side by side, so group sums are reshapes and a group's values one memory read.
+
+    Attributes
+    ----------
+    order : ndarray of shape (d,), int64, or None
+        Feature at each work position; None where that is the identity.
+    starts : ndarray of shape (G,), int64
+        Work position of each group's first feature.
+    sizes : ndarray of shape (G,), int64
+    size : int
+        The common group size, 0 if sizes differ.
+    positions : ndarray of shape (G, s), int64
+        Work positions of each group's features, padded with -1 to the largest size s.
+    columns : ndarray of shape (G, s), int64
+        The same as features (columns of the caller's arrays).
+    """
+
+    def __init__(self, groups, n_features):
+        if groups is None:
+            self.order = None
+            self.sizes = np.ones(n_features, dtype=np.int64)
+        else:
+            groups = np.asarray(groups)
+            if groups.shape != (n_features,) or groups.dtype.kind not in 'iu':
+                raise ValueError(f'groups: expected an int array of shape ({n_features},), one '
+                                 f'group per feature, got {groups.dtype} {groups.shape}')
+            _, index, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+            order = np.argsort(index.reshape(-1), kind='stable')
+            self.order = None if np.array_equal(order, np.arange(n_features)) else order
+            self.sizes = sizes.astype(np.int64)
+        self.n_groups = len(self.sizes)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        largest = int(self.sizes.max(initial=1))
+        self.size = largest if np.all(self.sizes == largest) else 0
+        offset = np.arange(largest)
+        self.positions = self.starts[:, None] + offset
+        self.positions[offset >= self.sizes[:, None]] = -1
+        if self.order is None:
+            self.columns = self.positions
+        else:
+            self.columns = np.where(self.positions >= 0, self.order[self.positions], -1)
+
+    def to_work(self, x):
+        """Features of ``x`` (r, d) in work order (a copy, or ``x`` itself for the identity)."""
+        return x if self.order is None else np.take(x, self.order, axis=1)
+
+    def group_sum(self, x):
+        """Sum ``x`` (r, d), in work order, over each group: (r, G), same dtype."""
+        if self.size == 1:
+            return x
+        if self.size:
+            # Adding strided slices is much faster than numpy's reduction over a short axis.
+            x = x.reshape(len(x), self.n_groups, self.size)
+            total = x[:, :, 0].copy()
+            for member in range(1, self.size):
+                total += x[:, :, member]
+            return total
+        return np.add.reduceat(x, self.starts, axis=1)
+
+    def missing_groups(self, missing, name, rows):
+        """Reduce a feature mask to groups, checking that each group is missing as a whole.
+
+        Parameters
+        ----------
+        missing : ndarray of shape (r, d), bool
+            Work order.
+        name : str
+            Array named in the error.
+        rows : ndarray of shape (r,), int
+            Row numbers named in the error.
+
+        Returns
+        -------
+        missing_group : ndarray of shape (r, G), bool
+        """
+        if self.size == 1:
+            return missing
+        if self.size:
+            members = missing.reshape(len(missing), self.n_groups, self.size)
+            missing_group = members[:, :, 0].copy()
+            partial = np.zeros_like(missing_group)
+            for member in range(1, self.size):
+                partial |= members[:, :, member] != missing_group
+        else:
+            count = np.add.reduceat(missing, self.starts, axis=1, dtype=np.int64)
+            missing_group = count > 0
+            partial = missing_group & (count != self.sizes)
+        if partial.any():
+            row, group = np.argwhere(partial)[0]
+            features = self.columns[group][self.columns[group] >= 0].tolist()
+            raise ValueError(
+                f'{name} row {rows[row]}: features {features} form one group but only some of '
+                'them are missing; groups must only join features that are always missing '
+                'together (or pass groups=None)')
+        return missing_group
+
+
+class _Donors:
+    """Donor rows prepared for distance products, features in the grouping's work order.
+
+    Attributes
+    ----------
+    values : ndarray of shape (m, d), float32
+        Donors minus ``center``; 0 where missing.
+    present : ndarray of shape (m, G), bool
+        True where the donor observes the group.
+    present_t : ndarray of shape (G, m), bool
+        Its transpose, for gathers along donors.
+    present_f : ndarray of shape (m, G), float32
+    squares : ndarray of shape (m, G), float32
+        Sum of ``values ** 2`` over each group's features.
+    center : ndarray of shape (d,), float32
+        Mean of each feature over the donors that observe it; 0 where none does.
+    column_mean : ndarray of shape (d,), float64
+        The same in float64; NaN where no donor observes the feature.
+    has_group : ndarray of shape (G,), bool
+        True where at least one donor observes the group.
+    """
+
+    def __init__(self, raw, grouping, name='donors'):
+        m, d = raw.shape
+        total = np.zeros(d)
+        self.values = np.empty((m, d), dtype=np.float32)
+        self.present = np.empty((m, grouping.n_groups), dtype=bool)
+        # float64 donors are re-read and centred in float64; others are kept from the first pass.
+        reread = np.asarray(raw[:0]).dtype == np.float64
+        for start in range(0, m, _DONOR_ROWS_PER_STEP):
+            block = grouping.to_work(_as_work_float(raw[start:start + _DONOR_ROWS_PER_STEP]))
+            stop = start + len(block)
+            missing = np.isnan(block)
+            self.present[start:stop] = ~grouping.missing_groups(missing, name,
+                                                                np.arange(start, stop))
+            step_total = np.where(missing, 0.0, block).sum(axis=0, dtype=np.float64)
+            if not np.isfinite(step_total).all():
+                row = start + np.argwhere(np.isinf(block))[0, 0]
+                raise ValueError(f'{name} row {row}: expected finite values or NaN, got inf')
+            total += step_total
+            if not reread:
+                self.values[start:stop] = block
+        count = np.repeat(self.present.sum(axis=0), grouping.sizes)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            self.column_mean = np.where(count > 0, total / count, np.nan)
+        self.center = np.where(count > 0, self.column_mean, 0.0).astype(np.float32)
+        self.squares = np.empty((m, grouping.n_groups), dtype=np.float32)
+        for start in range(0, m, _DONOR_ROWS_PER_STEP):
+            stop = min(m, start + _DONOR_ROWS_PER_STEP)
+            if reread:
+                source = grouping.to_work(_as_work_float(raw[start:stop]))
+            else:
+                source = self.values[start:stop]
+            block = self.values[start:stop]
+            block[:] = _centre(source, np.isnan(source), self.center)
+            self.squares[start:stop] = grouping.group_sum(block * block)
+        self.present_t = np.ascontiguousarray(self.present.T)
+        self.present_f = self.present.astype(np.float32)
+        self.has_group = self.present.any(axis=0)
+        self.grouping = grouping
+
+
+def _as_work_float(x):
+    """``x`` as float32, or float64 if it is float64 (a view where possible)."""
+    x = np.asarray(x)
+    return x.astype(np.result_type(x.dtype, np.float32), copy=False)
+
+
+def _centre(rows, missing, center):
+    """Shift rows by the donor centre, as float32 with 0 where missing.
+
+    The difference is taken in the precision of ``rows``, so float64 inputs lose nothing
+    before the shift (and equal rows stay exactly equal).
+
+    Parameters
+    ----------
+    rows : ndarray of shape (r, d), float32 or float64
+    missing : ndarray of shape (r, d), bool
+    center : ndarray of shape (d,), float32
+
+    Returns
+    -------
+    centred : ndarray of shape (r, d), float32
+    """
+    centred = (rows - center.astype(rows.dtype)).astype(np.float32, copy=False)
+    centred[missing] = 0.0
+    return centred
+
+
+def _smallest(values, width):
+    """Column indices of the ``width`` smallest entries of each row, ascending (NaN last).
+
+    Equal values are ordered by column index, so the result is deterministic.
+
+    Parameters
+    ----------
+    values : ndarray of shape (r, m)
+    width : int
+        ``1 <= width <= m``.
+
+    Returns
+    -------
+    order : ndarray of shape (r, width), int64
+    """
+    m = values.shape[1]
+    if width >= m:
+        return np.argsort(values, axis=1, kind='stable')
+    part = np.argpartition(values, width - 1, axis=1)[:, :width]
+    part.sort(axis=1)
+    rank = np.argsort(np.take_along_axis(values, part, axis=1), axis=1, kind='stable')
+    return np.take_along_axis(part, rank, axis=1)
+
+
+def _error_bound(n_features):
+    """Bound on the float32 error of a squared distance, relative to the rows' squared norms."""
+    return np.float32(ERROR_BOUND * (4.0 + 2.0 * np.sqrt(n_features)))
+
+
+def _approximate_squared(donors, centred, observed):
+    """Squared nan-euclidean distances from float32 matrix products, with an error bound.
+
+    Over the features both rows observe, ``sum((a - b)^2) = sum(a^2) + sum(b^2) - 2 sum(a b)``,
+    each term a product with the (group-level) masks. In float32 the difference loses
+    precision where two rows are close next to their norms, so each value comes with a bound
+    on its error; :func:`_select_donors` recomputes the values whose error could change the
+    choice of donors (:func:`_refine`).
+
+    Parameters
+    ----------
+    donors : _Donors
+    centred : ndarray of shape (r, d), float32
+        Receivers minus ``donors.center``, 0 where missing.
+    observed : ndarray of shape (r, G), float32
+        1 where the receiver observes the group.
+
+    Returns
+    -------
+    squared : ndarray of shape (r, m), float32
+        ``d / p * sum((a - b)^2)``, NaN where the rows share no observed feature (p = 0).
+    error : ndarray of shape (r, m), float32
+        Bound on ``abs(squared - exact)``; NaN where ``squared`` is.
+    scale : ndarray of shape (r, m), float32
+        ``d / p``; NaN where ``p == 0``.
+    """
+    grouping = donors.grouping
+    r, d = centred.shape
+    norms = grouping.group_sum(centred * centred)
+    # Donors on the left: faster for few receivers (BLAS streams the donor matrix once).
+    rhs = np.concatenate([norms, observed * grouping.sizes.astype(np.float32)]).T
+    both = (donors.present_f @ rhs).T
+    norm_sum = both[:r] + (donors.squares @ observed.T).T
+    cross = np.ascontiguousarray((donors.values @ centred.T).T)
+    return _finish_squared(cross, np.ascontiguousarray(norm_sum), np.ascontiguousarray(both[r:]),
+                           d)
+
+
+def _approximate_squared_self(donors):
+    """:func:`_approximate_squared` of every donor to every donor (receivers are the donors).
+
+    The products are symmetric (numpy then uses BLAS ``syrk``), and the norm term of the
+    receiver is the transpose of the donor's, so this costs about half the general case.
+
+    Returns
+    -------
+    squared, error, scale : ndarray of shape (m, m), float32
+    """
+    grouping = donors.grouping
+    values, present = donors.values, donors.present_f
+    norm_a = donors.squares @ present.T
+    if grouping.size:
+        shared = present @ present.T
+        shared *= np.float32(grouping.size)
+    else:
+        shared = (present * grouping.sizes.astype(np.float32)) @ present.T
+    squared, error, scale = _finish_squared(values @ values.T, norm_a + norm_a.T, shared,
+                                            values.shape[1])
+    # A row's distance to itself is exactly 0 (it shares every observed feature with itself).
+    np.fill_diagonal(squared, 0.0)
+    np.fill_diagonal(error, 0.0)
+    return squared, error, scale
+
+
+def _finish_squared(cross, norm_sum, shared, n_features):
+    """Squared distances, error bounds and scales from the products (arrays reused)."""
+    squared = cross
+    squared *= -2.0
+    squared += norm_sum
+    np.maximum(squared, 0.0, out=squared)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        scale = np.float32(n_features) / shared
+    scale[shared == 0] = np.nan
+    squared *= scale
+    error = norm_sum
+    error *= scale
+    error *= _error_bound(n_features)
+    return squared, error, scale
+
+
+def _refine(donors, centred, observed, scale, squared, error, row, donor):
+    """Recompute squared distances of row pairs by summing squared differences directly.
+
+    The result has no cancellation error and is exactly 0 where the rows agree on every shared
+    feature. ``squared`` and ``error`` (r, m) are updated in place (error becomes 0).
+
+    Parameters
+    ----------
+    donors : _Donors
+    centred : ndarray of shape (r, d), float32
+    observed : ndarray of shape (r, G), float32
+    scale, squared, error : ndarray of shape (r, m), float32
+    row, donor : ndarray of shape (P,), int64
+        Receiver and donor of each pair.
+    """
+    exact = np.empty(len(row), dtype=np.float32)
+    for start in range(0, len(row), _PAIRS_PER_STEP):
+        i, s = row[start:start + _PAIRS_PER_STEP], donor[start:start + _PAIRS_PER_STEP]
+        diff = donors.values[s] - centred[i]
+        diff *= diff
+        summed = donors.grouping.group_sum(diff)
+        summed *= donors.present_f[s]
+        exact[start:start + len(i)] = np.einsum('pg,pg->p', summed, observed[i])
+    squared[row, donor] = exact * scale[row, donor]
+    error[row, donor] = 0.0
+
+
+def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors, approx=None):
+    """For each (receiver, missing group) pair, the nearest donors that observe the group.
+
+    Donors are ranked by the float32 squared distances. A pair is settled when every usable
+    donor it keeps is surely nearer than every one it leaves out, given the error bounds;
+    otherwise the distances whose error bars overlap at the boundary are recomputed, or more
+    candidates are looked at, and the pair is checked again. The chosen donors are therefore
+    those of the exact distances (up to exact ties).
+
+    Parameters
+    ----------
+    donors : _Donors
+    centred : ndarray of shape (r, d), float32
+    observed : ndarray of shape (r, G), float32
+    pair_row, pair_group : ndarray of shape (P,), int64
+    n_neighbors : int
+    approx : tuple of ndarray of shape (r, m), optional
+        :func:`_approximate_squared` of these receivers, if already computed; updated.
+
+    Returns
+    -------
+    chosen : ndarray of shape (P, n_neighbors), int64
+        Donor rows among donors with a finite distance that observe the group, nearest first;
+        -1 pads pairs with fewer such donors.
+    squared : ndarray of shape (r, m), float32
+        Squared distances: exact where recomputed (every possible zero included), else within
+        a relative error of about 1e-5 of the rows' norms.
+    """
+    if approx is None:
+        approx = _approximate_squared(donors, centred, observed)
+    squared, error, scale = approx
+    r, m = squared.shape
+    finite = ~np.isnan(squared)
+    # Every distance that might be 0 is recomputed, so the zero-distance rule sees true zeros.
+    maybe_zero = np.nonzero(finite & (squared <= error) & (error > 0))
+    if maybe_zero[0].size:
+        _refine(donors, centred, observed, scale, squared, error, *maybe_zero)
+    row_error = np.where(finite, error, 0.0).max(axis=1, initial=0.0)
+    chosen = np.full((len(pair_row), n_neighbors), -1, dtype=np.int64)
+    todo = np.arange(len(pair_row))
+    # Few pairs (one window online): look at more candidates at once, saving rounds.
+    width = max(FIRST_CANDIDATES, 2 * n_neighbors, _WIDTH_BUDGET // max(len(pair_row), 1))
+    width = min(m, width, 64)
+    slot_of_row = np.empty(r, dtype=np.int64)
+    while todo.size:
+        needed = np.zeros(r, dtype=bool)
+        needed[pair_row[todo]] = True
+        rows = np.flatnonzero(needed)
+        slot_of_row[rows] = np.arange(len(rows))
+        position = slot_of_row[pair_row[todo]]
+        if width < m:
+            by_distance = _smallest(squared[rows], width + 1)
+            # Lower bound of every donor past the first `width`.
+            beyond = squared[rows, by_distance[:, -1]] - row_error[rows]
+            beyond[np.isnan(beyond)] = np.inf
+            candidates = by_distance[:, :width]
+        else:
+            candidates = np.argsort(squared[rows], axis=1, kind='stable')
+            beyond = np.full(len(rows), np.inf, dtype=np.float32)
+        value = squared[rows[:, None], candidates]
+        bound = error[rows[:, None], candidates]
+        usable = np.take(donors.present_t, (pair_group[todo] * m)[:, None] + candidates[position])
+        usable &= ~np.isnan(value)[position]
+        # Pairs of one receiver whose group is observed by the same candidates share the
+        # outcome: settle each distinct (receiver, pattern) once.
+        if width <= 64 and len(todo) > _DEDUPLICATE_ABOVE:
+            first, inverse = _distinct_patterns(position, usable)
+        else:
+            first = inverse = np.arange(len(todo))
+        at = position[first]
+        slots, settled, zone, wider = _settle(value[at], bound[at], beyond[at], usable[first],
+                                              n_neighbors)
+        done = settled[inverse]
+        picked = np.take_along_axis(candidates[at], np.maximum(slots, 0), axis=1)
+        picked[slots < 0] = -1
+        chosen[todo[done]] = picked[inverse[done]]
+        if zone.any():
+            unit, slot = np.nonzero(zone)
+            key = np.unique(rows[at[unit]] * m + candidates[at[unit], slot])
+            _refine(donors, centred, observed, scale, squared, error, key // m, key % m)
+        if wider.any():
+            width = min(m, 2 * width)
+        todo = todo[~done]
+    return chosen, squared
+
+
+def _distinct_patterns(position, usable):
+    """Group pairs by (receiver, usable pattern).
+
+    Parameters
+    ----------
+    position : ndarray of shape (P,), int64
+    usable : ndarray of shape (P, W), bool
+        ``W <= 64``.
+
+    Returns
+    -------
+    first : ndarray of shape (U,), int64
+        One pair of each distinct (position, pattern).
+    inverse : ndarray of shape (P,), int64
+        Index into ``first`` of each pair.
+    """
+    bits = np.packbits(usable, axis=1, bitorder='little')
+    if bits.shape[1] <= 4:
+        bits = np.pad(bits, ((0, 0), (0, 4 - bits.shape[1]))).view('<u4').reshape(-1)
+        key = (position.astype(np.int64) << 32) | bits
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1)
+    bits = np.pad(bits, ((0, 0), (0, 8 - bits.shape[1]))).view('<u8').reshape(-1)
+    order = np.lexsort((bits, position))
+    change = np.ones(len(order), dtype=bool)
+    change[1:] = (np.diff(position[order]) != 0) | (np.diff(bits[order]) != 0)
+    first = order[change]
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.cumsum(change) - 1
+    return first, inverse
+
+
+def _settle(value, bound, beyond, usable, n_neighbors):
+    """Decide the donors of (receiver, group) units from sorted candidates and error bounds.
+
+    Parameters
+    ----------
+    value, bound : ndarray of shape (U, W), float32
+        Squared distance and its error bound of each unit's candidates, nearest first.
+    beyond : ndarray of shape (U,), float32
+        Lower bound of every donor that is not a candidate (inf if none is finite).
+    usable : ndarray of shape (U, W), bool
+        Candidate observes the unit's group and has a finite distance.
+    n_neighbors : int
+
+    Returns
+    -------
+    slots : ndarray of shape (U, n_neighbors), int64
+        Candidate positions of the chosen donors, nearest first; -1 pads.
+    settled : ndarray of shape (U,), bool
+        The choice is final.
+    zone : ndarray of shape (U, W), bool
+        Candidates whose distance must be recomputed before the unit can settle.
+    wider : ndarray of shape (U,), bool
+        The unit needs more candidates.
+    """
+    rank = np.cumsum(usable, axis=1, dtype=np.int32)
+    inside = usable & (rank <= n_neighbors)
+    outside = usable & (rank > n_neighbors)
+    upper_in = np.where(inside, value + bound, -np.inf).max(axis=1)
+    lower_out = np.minimum(np.where(outside, value - bound, np.inf).min(axis=1), beyond)
+    short = (rank[:, -1] < n_neighbors) & (beyond < np.inf)
+    zone = usable & (bound > 0) & (value + bound >= lower_out[:, None])
+    zone &= (value - bound <= upper_in[:, None]) & ~short[:, None]
+    unsure = zone.any(axis=1)
+    wider = short | (~unsure & (upper_in >= beyond))
+    settled = ~short & ~unsure & ~wider
+    slots = np.full((len(value), n_neighbors), -1, dtype=np.int64)
+    unit, slot = np.nonzero(inside)
+    slots[unit, rank[unit, slot] - 1] = slot
+    return slots, settled, zone, wider
+
+
+def _impute_block(donors, block, n_neighbors, first_row, approx=None, numbers=None):
+    """Fill the missing values of ``block`` (r, d) in place; return the count left NaN.
+
+    ``approx`` is :func:`_approximate_squared_self` when ``block`` holds donor rows
+    ``first_row:first_row + r`` (receivers are the donors). ``numbers`` (r,) are the row
+    numbers errors name (default ``first_row + i``).
+    """
+    grouping = donors.grouping
+    if numbers is None:
+        numbers = np.arange(first_row, first_row + len(block))
+    if approx is None:
+        if np.isinf(block).any():
+            row = numbers[np.argwhere(np.isinf(block))[0, 0]]
+            raise ValueError(f'receivers row {row}: expected finite values or NaN, got inf')
+        todo = np.flatnonzero(np.isnan(block).any(axis=1))
+        rows = grouping.to_work(block[todo])
+        missing = np.isnan(rows)
+        missing_group = grouping.missing_groups(missing, 'receivers', numbers[todo])
+    else:
+        # The rows were checked (inf, groups) when they were prepared as donors.
+        missing_group = ~donors.present[first_row:first_row + len(block)]
+        todo = np.flatnonzero(missing_group.any(axis=1))
+        missing_group = missing_group[todo]
+    if todo.size == 0:
+        return 0
+    empty = missing_group.all(axis=1)
+    if empty.any():
+        raise ValueError(
+            f'receivers row {numbers[todo[np.argmax(empty)]]} is all NaN: there is no observed '
+            'value to measure distances by; drop the row or fill it yourself (for example with '
+            'the donor feature means) before imputing')
+    fillable = missing_group & donors.has_group
+    unfilled = int((missing_group & ~donors.has_group).sum(axis=0) @ grouping.sizes)
+    keep = fillable.any(axis=1)
+    if not keep.all():
+        todo, missing_group, fillable = todo[keep], missing_group[keep], fillable[keep]
+        if approx is None:
+            rows, missing = rows[keep], missing[keep]
+    if todo.size == 0:
+        return unfilled
+    if approx is None:
+        centred = _centre(_as_work_float(rows), missing, donors.center)
+        observed = (~missing_group).astype(np.float32)
+    else:
+        at = first_row + todo
+        if len(todo) == len(block):
+            at = slice(first_row, first_row + len(block))       # views, not copies
+        centred, observed = donors.values[at], donors.present_f[at]
+        approx = tuple(array[at] for array in approx)
+    pair_row, pair_group = np.nonzero(fillable)
+    chosen, squared = _select_donors(donors, centred, observed, pair_row, pair_group,
+                                     n_neighbors, approx)
+
+    valid = chosen >= 0
+    safe = np.where(valid, chosen, 0)
+    chosen_distance = np.sqrt(squared[pair_row[:, None], safe].astype(np.float64))
+    at_zero = valid & (chosen_distance == 0)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        weights = np.where(valid, 1.0 / chosen_distance, 0.0)
+    exact = at_zero.any(axis=1)
+    weights[exact] = at_zero[exact]
+    total = weights.sum(axis=1)
+
+    positions = np.maximum(grouping.positions[pair_group], 0)
+    if grouping.size:
+        # One index per (pair, donor): the group's features are adjacent in work order.
+        by_group = donors.values.reshape(-1, grouping.size)
+        neighbours = np.take(by_group, safe * grouping.n_groups + pair_group[:, None], axis=0)
+    else:
+        flat = (safe * donors.values.shape[1])[:, :, None] + positions[:, None, :]
+        neighbours = np.take(donors.values, flat)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        estimate = np.einsum('pk,pks->ps', weights, neighbours.astype(np.float64))
+        estimate /= total[:, None]
+    estimate += donors.center[positions]
+    # All distances NaN: the feature's mean over the donors that observe it.
+    no_distance = total == 0
+    estimate[no_distance] = donors.column_mean[positions[no_distance]]
+    columns = grouping.columns[pair_group]
+    target_row = np.broadcast_to(todo[pair_row][:, None], columns.shape)
+    if grouping.size:
+        block[target_row, columns] = estimate
+    else:
+        real = columns >= 0
+        block[target_row[real], columns[real]] = estimate[real]
+    return unfilled
+
+
+def _impute_rows(donors, receivers, n_neighbors, chunk_size, themselves=False, numbers=None):
+    """Impute every chunk of ``receivers`` from prepared donors; return (copy, unfilled).
+
+    ``themselves``: the receivers are the donors' own rows. ``numbers``: row numbers for errors.
+    """
+    dtype = np.result_type(receivers.dtype, np.float32)
+    out = np.array(receivers, dtype=dtype, copy=True)
+    approx = None
+    if themselves and len(out) <= SYMMETRIC_MAX_ROWS:
+        # All-pairs symmetric products cost about as much as products for half of the rows.
+        if 2 * np.count_nonzero(np.isnan(out).any(axis=1)) >= len(out) > 0:
+            approx = _approximate_squared_self(donors)
+    unfilled = 0
+    for start in range(0, len(out), chunk_size):
+        unfilled += _impute_block(
+            donors, out[start:start + chunk_size], n_neighbors, start, approx,
+            None if numbers is None else numbers[start:start + chunk_size])
+    return out, unfilled
+
+
+def _same_array(a, b):
+    """Tell whether ``a`` and ``b`` are the same data (buffer, shape, strides and dtype)."""
+    return a is b or (a.__array_interface__['data'][0] == b.__array_interface__['data'][0]
+                      and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+
+
+def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, chunk_size=256,
+                   return_unfilled=False):
+    """Fill NaN in ``receivers`` from the nearest ``donors``, as scikit-learn's KNNImputer.
+
+    Gives ``KNNImputer(n_neighbors=n_neighbors, weights='distance').fit(donors)
+    .transform(receivers)`` (the rule is in the module docstring) with these differences: a
+    feature no donor observes stays NaN and is counted, instead of being dropped or set to 0;
+    exact distance ties are broken by lowest donor row; weights use float32 distances (values
+    agree to about 1e-5 of the data's scale). Passing the same array as receivers and donors
+    (imputing a set from itself, as the reference does for the training split) uses symmetric
+    products and costs about half.
+
+    Parameters
+    ----------
+    receivers : ndarray of shape (n, d), float
+        Rows to complete, NaN where missing. May be a memory map; it is not modified.
+    donors : ndarray of shape (m, d), float
+        Rows to take values from, NaN where missing. May be a memory map or float16.
+    n_neighbors : int
+        Donors averaged per missing value.
+    groups : ndarray of shape (d,), int, optional
+        Group of each feature, for features that are always missing together (a joint's x, y
+        and z; see :func:`coordinate_groups`). Donors are then chosen once per missing group
+        instead of once per feature, which is faster and gives the same result. A row where a
+        group is partly missing raises ValueError.
+    chunk_size : int
+        Receivers processed together. Memory beyond the inputs and the output: about
+        ``4 * m * (d + 4 * G)`` bytes for the prepared donors (G groups) plus
+        ``chunk_size * (12 * d + 40 * m)`` bytes, or ``24 * m * m`` when receivers are donors.
+    return_unfilled : bool
+        Also return the number of values left NaN.
+
+    Returns
+    -------
+    imputed : ndarray of shape (n, d)
+        float32 for float16/float32 receivers, float64 for float64; NaN only where no donor
+        observes the feature.
+    n_unfilled : int
+        Number of values left NaN; only when ``return_unfilled`` is True.
+
+    Raises
+    ------
+    ValueError
+        If an array is not 2-D float, the feature counts differ, a value is infinite, a receiver
+        row is all NaN, ``groups`` does not fit, or ``n_neighbors`` / ``chunk_size`` < 1.
+    """
+    receivers = _check_rows('receivers', receivers)
+    donors = _check_rows('donors', donors, receivers.shape[1])
+    n_neighbors = _check_count('n_neighbors', n_neighbors)
+    chunk_size = _check_count('chunk_size', chunk_size)
+    grouping = _Grouping(groups, receivers.shape[1])
+    prepared = _Donors(donors, grouping)
+    imputed, unfilled = _impute_rows(prepared, receivers, n_neighbors, chunk_size,
+                                     _same_array(receivers, donors))
+    if return_unfilled:
+        return imputed, unfilled
+    return imputed
+
+
+class ClusterBank:
+    """Donor rows of every cluster in one array, with the centroids that assign new samples.
+
+    Cluster k's donors are rows ``offsets_[k]:offsets_[k + 1]`` of ``donors_``; a receiver
+    assigned to cluster k is imputed from those rows only (:func:`nan_knn_impute`'s rule). This
+    is the test-time (and online) path of the reference; its training pass, each cluster's rows
+    imputed from themselves, is ``nan_knn_impute(rows, rows, groups=groups)`` on the float32
+    rows of the cluster.
+
+    A cluster's donors are prepared (float32, centred, about ``4 * n_k * (d + 4 * G)`` bytes,
+    30 MB for 667 NTU windows) on first use and cached; the cache makes the object unsafe to
+    share between threads.
+
+    Parameters
+    ----------
+    groups : ndarray of shape (d,), int, optional
+        Group of each feature, as in :func:`nan_knn_impute`; saved with the bank.
+    chunk_size : int
+        Receivers imputed together.
+    max_cached_clusters : int
+        Clusters whose prepared (float32, centred) donors are kept between calls; an online
+        caller that sees the same few clusters in a row then pays the preparation once.
+
+    Attributes
+    ----------
+    centroids_ : ndarray of shape (K, e), float32
+    donors_ : ndarray of shape (n_bank, d), float16 or float32
+        NaN where missing; grouped by cluster, original order within a cluster.
+    offsets_ : ndarray of shape (K + 1,), int64
+    donor_index_ : ndarray of shape (n_bank,), int64
+        Row of the ``donors`` passed to :meth:`from_clusters` that each bank row came from.
+    n_features_in_ : int
+        d.
+    """
+
+    def __init__(self, groups=None, chunk_size=256, max_cached_clusters=4):
+        self.groups = groups
+        self.chunk_size = chunk_size
+        self.max_cached_clusters = max_cached_clusters
+
+    @classmethod
+    def from_clusters(cls, centroids, donors, labels, *, dtype=np.float32, **settings):
+        """Build a bank from KMeans centroids, donor rows and their cluster labels.
+
+        Parameters
+        ----------
+        centroids : ndarray of shape (K, e), float
+        donors : ndarray of shape (n_bank, d), float
+            NaN where missing; may be a memory map (read in steps).
+        labels : ndarray of shape (n_bank,), int
+            Cluster of each donor, in ``0..K-1``.
+        dtype : {numpy.float32, numpy.float16}
+            Storage type of ``donors_``; computation is always float32.
+        **settings
+            Passed to :class:`ClusterBank`.
+
+        Returns
+        -------
+        bank : ClusterBank
+        """
+        bank = cls(**settings)
+        centroids = _check_rows('centroids', centroids)
+        if not np.isfinite(centroids).all():
+            raise ValueError('centroids: expected finite values')
+        donors = _check_rows('donors', donors)
+        labels = np.asarray(labels)
+        n_clusters = len(centroids)
+        if labels.shape != (len(donors),) or labels.dtype.kind not in 'iu':
+            raise ValueError(f'labels: expected an int array of shape ({len(donors)},), got '
+                             f'{labels.dtype} {labels.shape}')
+        if labels.size and (labels.min() < 0 or labels.max() >= n_clusters):
+            raise ValueError(f'labels: expected values in 0..{n_clusters - 1}, got '
+                             f'{labels.min()}..{labels.max()}')
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float16, np.float32):
+            raise ValueError(f'dtype: expected float16 or float32, got {dtype}')
+        grouping = _Grouping(bank.groups, donors.shape[1])
+        order = np.argsort(labels, kind='stable')
+        counts = np.bincount(labels, minlength=n_clusters)
+        stored = np.empty(donors.shape, dtype=dtype)
+        for start in range(0, len(order), _DONOR_ROWS_PER_STEP):
+            index = order[start:start + _DONOR_ROWS_PER_STEP]
+            block = np.asarray(donors[index])
+            grouping.missing_groups(grouping.to_work(np.isnan(block)), 'donors', index)
+            if np.isinf(block).any():
+                raise ValueError(f'donors row {index[np.argwhere(np.isinf(block))[0, 0]]}: '
+                                 'expected finite values or NaN, got inf')
+            with np.errstate(over='ignore'):
+                cast = block.astype(dtype)
+            if np.isinf(cast).any():
+                raise ValueError(f'donors: values beyond the {dtype} range (largest '
+                                 f'{np.nanmax(np.abs(block))}); store the bank as float32')
+            stored[start:start + len(index)] = cast
+        bank._set_state(centroids.astype(np.float32), stored,
+                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                        order.astype(np.int64))
+        return bank
+
+    def _set_state(self, centroids, donors, offsets, donor_index):
+        self._grouping = _Grouping(self.groups, donors.shape[1])
+        self.centroids_ = centroids
+        self.donors_ = donors
+        self.offsets_ = offsets
+        self.donor_index_ = donor_index
+        self.n_features_in_ = donors.shape[1]
+        self._prepared = OrderedDict()
+
+    def _check_fitted(self):
+        if not hasattr(self, 'donors_'):
+            raise ValueError('this ClusterBank holds no donors yet; build it with '
+                             'ClusterBank.from_clusters or ClusterBank.load')
+
+    @property
+    def n_clusters(self):
+        """Give the number of clusters K."""
+        self._check_fitted()
+        return len(self.centroids_)
+
+    def cluster_donors(self, cluster):
+        """Donor rows of one cluster: ndarray of shape (n_k, d), a view of ``donors_``."""
+        self._check_fitted()
+        if not 0 <= cluster < self.n_clusters:
+            raise ValueError(f'cluster: expected 0..{self.n_clusters - 1}, got {cluster}')
+        return self.donors_[self.offsets_[cluster]:self.offsets_[cluster + 1]]
+
+    def assign(self, embeddings):
+        """Nearest centroid (euclidean) of each embedding, as KMeans.predict.
+
+        Parameters
+        ----------
+        embeddings : ndarray of shape (n, e), float
+
+        Returns
+        -------
+        clusters : ndarray of shape (n,), int64
+        """
+        self._check_fitted()
+        embeddings = _check_rows('embeddings', embeddings, self.centroids_.shape[1])
+        if not np.isfinite(embeddings).all():
+            raise ValueError('embeddings: expected finite values')
+        x = np.asarray(embeddings, dtype=np.float64)
+        c = self.centroids_.astype(np.float64)
+        squared = (c * c).sum(axis=1) - 2.0 * (x @ c.T)
+        return np.argmin(squared, axis=1).astype(np.int64)
+
+    def _donors_of(self, cluster):
+        prepared = self._prepared.get(cluster)
+        if prepared is None:
+            prepared = _Donors(self.cluster_donors(cluster), self._grouping,
+                               name=f'cluster {cluster} donors')
+            self._prepared[cluster] = prepared
+            while len(self._prepared) > max(0, self.max_cached_clusters):
+                self._prepared.popitem(last=False)
+        else:
+            self._prepared.move_to_end(cluster)
+        return prepared
+
+    def impute(self, receivers, clusters, n_neighbors=5):
+        """Fill NaN in each receiver from the donors of its cluster only.
+
+        Parameters
+        ----------
+        receivers : ndarray of shape (n, d), float
+            NaN where missing; not modified.
+        clusters : ndarray of shape (n,), int
+            Cluster of each receiver (see :meth:`assign`).
+        n_neighbors : int
+
+        Returns
+        -------
+        imputed : ndarray of shape (n, d)
+            float32 for float16/float32 receivers, float64 for float64.
+        n_unfilled : int
+            Values left NaN because no donor of the receiver's cluster observes the feature.
+        """
+        self._check_fitted()
+        receivers = _check_rows('receivers', receivers, self.n_features_in_)
+        n_neighbors = _check_count('n_neighbors', n_neighbors)
+        chunk_size = _check_count('chunk_size', self.chunk_size)
+        clusters = np.asarray(clusters)
+        if clusters.shape != (len(receivers),) or clusters.dtype.kind not in 'iu':
+            raise ValueError(f'clusters: expected an int array of shape ({len(receivers)},), '
+                             f'got {clusters.dtype} {clusters.shape}')
+        if clusters.size and (clusters.min() < 0 or clusters.max() >= self.n_clusters):
+            raise ValueError(f'clusters: expected values in 0..{self.n_clusters - 1}, got '
+                             f'{clusters.min()}..{clusters.max()}')
+        out = np.empty(receivers.shape, dtype=np.result_type(receivers.dtype, np.float32))
+        unfilled = 0
+        for cluster in np.unique(clusters):
+            rows = np.flatnonzero(clusters == cluster)
+            if len(rows) == len(receivers):
+                block = receivers
+            else:
+                block = receivers[rows]
+            filled, missed = _impute_rows(self._donors_of(int(cluster)), block, n_neighbors,
+                                          chunk_size, numbers=rows)
+            out[rows] = filled
+            unfilled += missed
+        return out, unfilled
+
+    def save(self, directory):
+        """Write the bank as ``.npy`` files and ``bank.json`` into ``directory`` (no pickle)."""
+        self._check_fitted()
+        os.makedirs(directory, exist_ok=True)
+        arrays = {'centroids': self.centroids_, 'donors': self.donors_,
+                  'offsets': self.offsets_, 'donor_index': self.donor_index_}
+        if self.groups is not None:
+            arrays['groups'] = np.asarray(self.groups, dtype=np.int64)
+        for name, array in arrays.items():
+            np.save(os.path.join(directory, f'{name}.npy'), np.asarray(array))
+        meta = {'format': BANK_FORMAT, 'format_version': BANK_FORMAT_VERSION,
+                'n_clusters': int(self.n_clusters), 'n_features': int(self.n_features_in_),
+                'n_donors': int(len(self.donors_)), 'dtype': self.donors_.dtype.name,
+                'arrays': sorted(arrays)}
+        with open(os.path.join(directory, 'bank.json'), 'w') as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, directory, mmap=True, **settings):
+        """Read a bank written by :meth:`save`.
+
+        Parameters
+        ----------
+        directory : str
+        mmap : bool
+            Memory-map ``donors.npy`` (read-only) instead of reading it into memory.
+        **settings
+            ``chunk_size`` and ``max_cached_clusters``; ``groups`` comes from the files.
+
+        Returns
+        -------
+        bank : ClusterBank
+
+        Raises
+        ------
+        ValueError
+            If a file is missing, of another format version, or the arrays disagree.
+        """
+        meta_path = os.path.join(directory, 'bank.json')
+        if not os.path.exists(meta_path):
+            raise ValueError(f'{directory}: no bank.json; expected a directory written by '
+                             'ClusterBank.save')
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if (meta.get('format'), meta.get('format_version')) != (BANK_FORMAT,
+                                                                BANK_FORMAT_VERSION):
+            raise ValueError(f'{meta_path}: expected format {BANK_FORMAT} '
+                             f'v{BANK_FORMAT_VERSION}, got {meta.get("format")} '
+                             f'v{meta.get("format_version")}')
+
+        def load(name, mode=None):
+            path = os.path.join(directory, f'{name}.npy')
+            if not os.path.exists(path):
+                raise ValueError(f'{path}: missing')
+            return np.load(path, mmap_mode=mode, allow_pickle=False)
+
+        k, d, n = meta['n_clusters'], meta['n_features'], meta['n_donors']
+        donors = load('donors', 'r' if mmap else None)
+        arrays = {'centroids': load('centroids'), 'donors': donors,
+                  'offsets': load('offsets'), 'donor_index': load('donor_index')}
+        expected = {'centroids': ((k, None), 'float32'), 'donors': ((n, d), meta['dtype']),
+                    'offsets': ((k + 1,), 'int64'), 'donor_index': ((n,), 'int64')}
+        groups = None
+        if 'groups' in meta['arrays']:
+            groups = arrays['groups'] = load('groups')
+            expected['groups'] = ((d,), 'int64')
+        for name, (shape, dtype) in expected.items():
+            array = arrays[name]
+            got = tuple(s if e is not None else None for s, e in zip(array.shape, shape))
+            if got != shape or array.ndim != len(shape) or array.dtype.name != dtype:
+                raise ValueError(f'{directory}/{name}.npy: expected {dtype} {shape}, got '
+                                 f'{array.dtype} {array.shape}')
+        offsets = arrays['offsets']
+        if offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
+            raise ValueError(f'{directory}/offsets.npy: expected non-decreasing offsets from 0 '
+                             f'to {n}, got {offsets[0]}..{offsets[-1]}')
+        settings['groups'] = groups
+        bank = cls(**settings)
+        bank._set_state(arrays['centroids'], donors, offsets, arrays['donor_index'])
+        return bank

@@ -1,0 +1,315 @@
+"""Tests of the NaN-aware KNN imputer and the per-cluster donor bank."""
+
+import os
+
+from iospstl_ros.imputation import ClusterBank, coordinate_groups, nan_knn_impute
+import numpy as np
+import pytest
+
+nan = np.nan
+
+
+def impute(receivers, donors, n_neighbors=5, **kwargs):
+    return nan_knn_impute(np.array(receivers, dtype=float), np.array(donors, dtype=float),
+                          n_neighbors, return_unfilled=True, **kwargs)
+
+
+# Hand-worked cases ------------------------------------------------------------------------
+
+
+def test_distance_weighting_by_hand():
+    # Shared features 0 and 1 (p = 2 of d = 3): d^2 = 3/2 * {1, 4, 9} -> the two nearest
+    # have weights 1/sqrt(1.5) : 1/sqrt(6) = 2 : 1, so (2 * 10 + 1 * 20) / 3.
+    out, unfilled = impute([[0, 0, nan]], [[1, 0, 10], [0, 2, 20], [3, 0, 30]], 2)
+    assert out[0, 2] == pytest.approx(40 / 3, rel=1e-6)
+    assert out[0, :2].tolist() == [0, 0]
+    assert unfilled == 0
+
+
+def test_zero_distance_donors_alone_count_equally():
+    out, _ = impute([[1, 2, nan]], [[1, 2, 7], [1, 2, 9], [1, 2.5, 100]], 3)
+    assert out[0, 2] == 8.0
+
+
+def test_fewer_donors_than_neighbours_uses_those_that_observe_the_feature():
+    # Donor 1 lacks feature 1. Distances sqrt(2 * 1) and sqrt(2 * 9): weights 3 : 1.
+    out, unfilled = impute([[0, nan]], [[1, 4], [2, nan], [3, 10]], 5)
+    assert out[0, 1] == pytest.approx((3 * 4 + 10) / 4, rel=1e-6)
+    assert unfilled == 0
+
+
+def test_no_donor_observes_the_feature_leaves_nan_and_counts():
+    out, unfilled = impute([[0, nan], [nan, 1], [5, nan]], [[1, nan], [2, nan]], 2)
+    assert np.isnan(out[[0, 2], 1]).all()
+    assert out[1, 0] == 1.5                 # shares no feature with a donor: their mean
+    assert unfilled == 2
+
+
+def test_all_distances_undefined_gives_the_donor_mean():
+    # The receiver observes only feature 0, which no donor observes: every distance is NaN.
+    out, unfilled = impute([[1, nan, nan]], [[nan, 2, 3], [nan, 4, 5]], 5)
+    assert out.tolist() == [[1, 3, 4]]
+    assert unfilled == 0
+
+
+def test_exact_ties_take_the_lowest_donor_row():
+    # All three donors are at distance sqrt(2); scikit-learn's argpartition may pick another.
+    out, _ = impute([[0, nan]], [[1, 10], [-1, 20], [1, 30]], 1)
+    assert out[0, 1] == 10.0
+
+
+def test_groups_give_the_same_result_by_hand():
+    groups = [0, 1, 1]
+    out, _ = impute([[0, nan, nan]], [[1, 5, 50], [3, 7, 70]], 2, groups=groups)
+    # Differences 1 and 3 on the one shared feature: d^2 = 3 * {1, 9}, weights 3 : 1.
+    assert out[0, 1:] == pytest.approx([(3 * 5 + 7) / 4, (3 * 50 + 70) / 4], rel=1e-6)
+
+
+def test_zero_distance_survives_float32_cancellation():
+    # Large common offset, tiny differences: the float32 products alone cannot tell 0 from the
+    # neighbours' distances; the exact recomputation must.
+    rng = np.random.default_rng(0)
+    donors = 1000.0 + rng.normal(0, 1e-3, (50, 600))
+    receiver = donors[17].copy()
+    receiver[100:130] = nan
+    out = nan_knn_impute(receiver[None], donors, 5)
+    # Only donor 17 counts (its neighbours differ by about 1e-3).
+    np.testing.assert_allclose(out[0, 100:130], donors[17, 100:130], rtol=0, atol=1e-8)
+
+
+def test_receivers_are_not_modified_and_dtypes():
+    receivers = np.array([[0, nan], [1, 2]], dtype=np.float32)
+    copy = receivers.copy()
+    out = nan_knn_impute(receivers, np.array([[1, 4], [3, 10]], dtype=np.float16))
+    np.testing.assert_array_equal(receivers, copy)
+    assert out.dtype == np.float32
+    assert nan_knn_impute(receivers.astype(float), receivers.astype(float)).dtype == np.float64
+
+
+# Oracle: scikit-learn's KNNImputer ------------------------------------------------------------
+
+
+def occluded_rows(rng, n, num_frames=4, offset=2.0):
+    """Skeleton-like rows: per-row offsets (camera position), whole joints missing."""
+    groups = coordinate_groups(num_frames)
+    d = groups.size
+    rows = offset + rng.normal(0, 0.5, (n, 1)) + rng.normal(0, 0.1, (n, d))
+    hidden = rng.random((n, d // 3)) < 0.12
+    hidden[:, :d // 12] |= rng.random((n, 1)) < 0.4          # a block of joints (legs)
+    hidden[hidden.all(axis=1), 0] = False
+    rows[hidden[:, groups]] = nan
+    return rows, groups
+
+
+@pytest.mark.parametrize('use_groups', [False, True])
+def test_matches_sklearn_on_occluded_rows(use_groups):
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(1)
+    rows, groups = occluded_rows(rng, 360)
+    assert rows.shape[1] == 600
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(rows).transform(rows)
+    ours, unfilled = nan_knn_impute(rows, rows, groups=groups if use_groups else None,
+                                    return_unfilled=True)
+    assert unfilled == 0
+    assert np.abs(ours - reference).max() <= 1e-4
+
+
+@pytest.mark.parametrize('use_groups', [False, True])
+def test_matches_sklearn_with_separate_receivers_and_small_chunks(use_groups):
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(2)
+    rows, groups = occluded_rows(rng, 400, num_frames=10)
+    donors, receivers = rows[:300], rows[300:]
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(donors).transform(receivers)
+    ours = nan_knn_impute(receivers.astype(np.float32), donors.astype(np.float32),
+                          groups=groups if use_groups else None, chunk_size=37)
+    assert np.abs(ours - reference).max() <= 1e-4
+
+
+def test_uneven_shuffled_groups_and_both_paths_match_sklearn():
+    rng = np.random.default_rng(6)
+    sizes = rng.integers(1, 4, 150)                          # groups of 1, 2 or 3 features
+    labels = rng.permutation(150)[np.repeat(np.arange(150), sizes)]
+    columns = rng.permutation(len(labels))
+    groups = np.empty(len(labels), dtype=np.int64)
+    groups[columns] = labels                                 # members scattered, labels shuffled
+    rows = rng.normal(0, 0.2, (200, len(groups))) + rng.normal(0, 1, (200, 1))
+    hidden = rng.random((200, 150)) < 0.15
+    rows[hidden[:, groups]] = nan
+    from sklearn.impute import KNNImputer
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(rows).transform(rows)
+    for donors in (rows, rows.copy()):            # the same array (symmetric path), or not
+        for by_group in (groups, None):
+            ours = nan_knn_impute(rows, donors, groups=by_group)
+            assert np.abs(ours - reference).max() <= 1e-4
+
+
+def test_memory_mapped_inputs(tmp_path):
+    rng = np.random.default_rng(3)
+    rows, groups = occluded_rows(rng, 120)
+    np.save(tmp_path / 'rows.npy', rows.astype(np.float32))
+    mapped = np.load(tmp_path / 'rows.npy', mmap_mode='r')
+    in_memory = nan_knn_impute(rows.astype(np.float32), rows.astype(np.float32), groups=groups)
+    np.testing.assert_allclose(nan_knn_impute(mapped, mapped, groups=groups), in_memory,
+                               atol=1e-6)
+
+
+# Bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('receivers, donors, kwargs, match', [
+    ([0.0, nan], [[1.0, 2.0]], {}, 'expected a 2-D array'),
+    ([[0.0, nan]], [[1.0, 2.0, 3.0]], {}, 'expected 2 features'),
+    ([[0, 1]], [[1.0, 2.0]], {}, 'expected a float array'),
+    ([[nan, nan]], [[1.0, 2.0]], {}, 'row 0 is all NaN'),
+    ([[0.0, nan]], [[1.0, np.inf]], {}, 'got inf'),
+    ([[np.inf, nan]], [[1.0, 2.0]], {}, 'got inf'),
+    ([[0.0, nan]], [[1.0, 2.0]], {'n_neighbors': 0}, 'n_neighbors: expected an int >= 1'),
+    ([[0.0, nan]], [[1.0, 2.0]], {'n_neighbors': 2.5}, 'n_neighbors: expected an int'),
+    ([[0.0, nan]], [[1.0, 2.0]], {'chunk_size': 0}, 'chunk_size: expected an int >= 1'),
+    ([[0.0, nan]], [[1.0, 2.0]], {'groups': [0]}, r'groups: expected an int array of shape'),
+    ([[0.0, nan]], [[1.0, 2.0]], {'groups': [0, 0]}, 'only some of them are missing'),
+    ([[0.0, 1.0]], [[1.0, nan]], {'groups': [0, 0]}, 'donors row 0'),
+])
+def test_bad_input_raises(receivers, donors, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nan_knn_impute(np.array(receivers), np.array(donors), **kwargs)
+
+
+def test_coordinate_groups_join_xyz_of_a_joint():
+    groups = coordinate_groups(2, num_joints=3, num_bodies=2)
+    x = np.arange(3 * 2 * 3 * 2).reshape(3, 2, 3, 2)         # (C, T, V, M)
+    flat = x.reshape(-1)
+    for group in range(12):
+        members = flat[groups == group]
+        assert len(members) == 3
+        # The same (t, v, m) in channels 0, 1, 2.
+        positions = np.argwhere(np.isin(x, members))
+        assert sorted(positions[:, 0].tolist()) == [0, 1, 2]
+        assert len({tuple(p) for p in positions[:, 1:].tolist()}) == 1
+    with pytest.raises(ValueError, match='expected num_frames'):
+        coordinate_groups(0)
+
+
+# ClusterBank ----------------------------------------------------------------------------------
+
+
+def two_cluster_bank(dtype=np.float32, **settings):
+    """Cluster 0: donors around 1.0, cluster 1: donors around 100.0, interleaved rows."""
+    rng = np.random.default_rng(4)
+    donors = np.empty((40, 12))
+    labels = np.arange(40) % 2
+    donors[labels == 0] = 1.0 + rng.normal(0, 0.01, (20, 12))
+    donors[labels == 1] = 100.0 + rng.normal(0, 0.01, (20, 12))
+    donors[0, 3:6] = nan
+    centroids = np.array([[0.0, 0.0], [10.0, 10.0]])
+    bank = ClusterBank.from_clusters(centroids, donors, labels, dtype=dtype,
+                                     groups=np.repeat(np.arange(4), 3), **settings)
+    return bank, donors, labels
+
+
+def test_bank_layout_offsets_and_donor_index():
+    bank, donors, labels = two_cluster_bank()
+    assert bank.offsets_.tolist() == [0, 20, 40]
+    assert bank.donor_index_[:3].tolist() == [0, 2, 4]          # stable within a cluster
+    assert bank.donor_index_[20:23].tolist() == [1, 3, 5]
+    np.testing.assert_array_equal(bank.donors_, donors[bank.donor_index_].astype(np.float32))
+    assert bank.centroids_.dtype == np.float32 and bank.n_features_in_ == 12
+
+
+def test_bank_fills_each_cluster_only_from_its_own_donors():
+    bank, donors, _ = two_cluster_bank()
+    receivers = np.full((4, 12), 50.0)          # equally far from both clusters' values
+    receivers[:, 6:9] = nan
+    out, unfilled = bank.impute(receivers, np.array([0, 1, 1, 0]))
+    assert unfilled == 0
+    assert np.all(np.abs(out[[0, 3], 6:9] - 1.0) < 0.05)
+    assert np.all(np.abs(out[[1, 2], 6:9] - 100.0) < 0.05)
+    np.testing.assert_array_equal(out[:, :6], receivers[:, :6])
+
+
+def test_bank_counts_what_a_cluster_cannot_fill():
+    rng = np.random.default_rng(5)
+    donors = rng.normal(size=(6, 6))
+    donors[:3, :3] = nan                        # cluster 0 never observes the first group
+    bank = ClusterBank.from_clusters(np.zeros((2, 1)), donors, np.array([0, 0, 0, 1, 1, 1]),
+                                     groups=[0, 0, 0, 1, 1, 1])
+    receivers = np.ones((2, 6))
+    receivers[:, :3] = nan
+    out, unfilled = bank.impute(receivers, np.array([0, 1]))
+    assert unfilled == 3
+    assert np.isnan(out[0, :3]).all() and not np.isnan(out[1]).any()
+
+
+def test_bank_keys_clusters_by_id_with_an_empty_cluster():
+    donors = np.array([[1.0, 1.0], [1.0, 2.0], [9.0, 30.0], [9.0, 40.0]])
+    bank = ClusterBank.from_clusters(np.zeros((3, 1)), donors, np.array([0, 0, 2, 2]))
+    assert bank.offsets_.tolist() == [0, 2, 2, 4]
+    receivers = np.array([[9.0, nan], [9.0, nan]])
+    out, unfilled = bank.impute(receivers, np.array([2, 1]))
+    assert out[0, 1] == 35.0                    # cluster 2: both donors at distance 0
+    assert np.isnan(out[1, 1]) and unfilled == 1
+
+
+def test_bank_assign_picks_the_nearest_centroid():
+    bank, _, _ = two_cluster_bank()
+    assert bank.assign([[1.0, 1.0], [6.0, 5.0], [9.0, 11.0]]).tolist() == [0, 1, 1]
+    with pytest.raises(ValueError, match='expected 2 features'):
+        bank.assign([[1.0, 2.0, 3.0]])
+
+
+def test_bank_save_load_round_trip(tmp_path):
+    bank, _, _ = two_cluster_bank(dtype=np.float16)
+    bank.save(tmp_path / 'bank')
+    assert sorted(os.listdir(tmp_path / 'bank')) == [
+        'bank.json', 'centroids.npy', 'donor_index.npy', 'donors.npy', 'groups.npy',
+        'offsets.npy']
+    loaded = ClusterBank.load(tmp_path / 'bank', mmap=True)
+    assert isinstance(loaded.donors_, np.memmap) and loaded.donors_.dtype == np.float16
+    for name in ('centroids_', 'donors_', 'offsets_', 'donor_index_'):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(bank, name))
+    np.testing.assert_array_equal(loaded.groups, bank.groups)
+    receivers = np.full((2, 12), 3.0)
+    receivers[:, :3] = nan
+    clusters = np.array([0, 1])
+    np.testing.assert_array_equal(loaded.impute(receivers, clusters)[0],
+                                  bank.impute(receivers, clusters)[0])
+
+
+def test_float16_bank_matches_float32_bank_to_float16_precision():
+    bank16, _, _ = two_cluster_bank(dtype=np.float16)
+    bank32, _, _ = two_cluster_bank(dtype=np.float32)
+    receivers = np.full((2, 12), 3.0, dtype=np.float32)
+    receivers[:, 9:] = nan
+    clusters = np.array([0, 1])
+    out16, out32 = bank16.impute(receivers, clusters)[0], bank32.impute(receivers, clusters)[0]
+    assert out16.dtype == np.float32
+    np.testing.assert_allclose(out16, out32, rtol=1e-3)
+
+
+def test_bank_bad_input(tmp_path):
+    bank, _, _ = two_cluster_bank()
+    receivers = np.full((1, 12), 1.0)
+    receivers[0, :3] = nan
+    with pytest.raises(ValueError, match=r'clusters: expected values in 0\.\.1'):
+        bank.impute(receivers, np.array([2]))
+    with pytest.raises(ValueError, match='clusters: expected an int array of shape'):
+        bank.impute(receivers, np.array([0.0]))
+    with pytest.raises(ValueError, match='expected 12 features'):
+        bank.impute(receivers[:, :6], np.array([0]))
+    with pytest.raises(ValueError, match='holds no donors yet'):
+        ClusterBank().impute(receivers, np.array([0]))
+    with pytest.raises(ValueError, match=r'labels: expected values in 0\.\.0'):
+        ClusterBank.from_clusters(np.zeros((1, 2)), np.ones((2, 3)), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r'donors row 1: features \[0, 1\] form one group'):
+        ClusterBank.from_clusters(np.zeros((1, 2)), np.array([[1.0, 2.0], [nan, 2.0]]),
+                                  np.array([0, 0]), groups=[0, 0])
+    with pytest.raises(ValueError, match='beyond the float16 range'):
+        ClusterBank.from_clusters(np.zeros((1, 2)), np.full((2, 3), 1e6), np.array([0, 0]),
+                                  dtype=np.float16)
+    with pytest.raises(ValueError, match='no bank.json'):
+        ClusterBank.load(tmp_path)
+    bank.save(tmp_path / 'bank')
+    os.remove(tmp_path / 'bank' / 'offsets.npy')
+    with pytest.raises(ValueError, match='offsets.npy: missing'):
+        ClusterBank.load(tmp_path / 'bank')
