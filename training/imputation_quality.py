@@ -13,7 +13,6 @@ This works on NTU as on synthetic data. Writes ``quality.json`` and ``quality.md
 
 import argparse
 import json
-import os
 import sys
 import time
 

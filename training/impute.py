@@ -92,7 +92,7 @@ def build_parser():
                         help='stage-1 encoder.pt (needed by cluster-knn)')
     parser.add_argument('--out', required=True, help='output benchmark directory')
     parser.add_argument('--method', choices=METHODS, default='cluster-knn',
-                        help='imputer (default: cluster-knn, the paper\'s)')
+                        help="imputer (default: cluster-knn, the paper's)")
     parser.add_argument('--clusters', type=int,
                         help='KMeans clusters (default: number of classes)')
     parser.add_argument('--neighbors', type=int, default=5, help='k of the KNN (paper: 5)')
