@@ -16,7 +16,7 @@ fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip="$venv/bin/python -m pip"
-$pip install -q --upgrade pip setuptools wheel
+$pip install -q --upgrade pip "setuptools>=70,<80" wheel
 # torch first and pinned: the CPU build lies on local disk; an unpinned torch would pull a
 # multi-GB CUDA build from the registry.
 $pip install -q torch==2.13.0
