@@ -131,7 +131,7 @@ def test_class_and_split_balance(written):
         assert [int(name[-3:]) - 1 for name in split.names] == split.labels.tolist()
     meta = json.loads((written / 'xsub' / 'meta.json').read_text())
     assert meta['source'] == 'synthetic' and meta['seed'] == 5
-    assert meta['occlusion'] == 'realistic' and meta['generator_version'] == 1
+    assert meta['occlusion'] == 'realistic' and meta['generator_version'] == 2
     assert meta['classes'] == list(synthetic.CLASS_NAMES) and len(meta['classes']) == 17
     assert meta['split']['train_subjects'] == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
     assert meta['parts'] == {'train': 60, 'val': 60} and meta['max_frames'] == 300

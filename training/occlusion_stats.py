@@ -13,16 +13,26 @@ and reports
 It prints the tables, writes them as JSON (``--json``, default ``DIR/occlusion_stats_PART.json``)
 and, with ``--png OUT.png``, draws ``OUT.png`` (a few occluded sequences, several frames each,
 occluded joints in red) and ``OUT_occluders.png`` (one scene's occluder boxes with the skeleton,
-side and top views, camera at the origin). For synthetic data the true positions of occluded
-joints and the exact boxes are regenerated from the seed in ``meta.json``; for other data only
-visible joints can be drawn, and the boxes are an illustrative scene drawn by
-:func:`iospstl_ros.occlusion.realistic_occlusion` for that sample.
+side and top views, camera at the origin).
+
+For synthetic data of this generator version the true positions of occluded joints and the
+exact boxes are regenerated from the seed in ``meta.json`` (checked against the stored visible
+joints and occlusion mask). Other data (NTU) stores occluded joints as NaN: ``OUT.png`` draws
+them as hollow red circles at a position *estimated* by linear interpolation in time between
+the nearest frames before and after where the same joint of the same body slot is visible;
+occluded joints without a visible frame on both sides are not drawn (the panel title counts
+them and the row names the joints never visible). Their boxes are not stored either:
+``OUT_occluders.png`` then draws no boxes for data prepared with realistic occlusion (a new
+scene cannot stand in for the lost one: the stored skeleton lacks the hidden joints that locate
+the floor), and for other data (no furniture occlusion) an *illustrative* scene drawn now by
+:func:`iospstl_ros.occlusion.realistic_occlusion`, dashed grey, watermarked and titled as such.
 """
 
 import argparse
 import json
 import os
 import sys
+import textwrap
 
 from iospstl_ros.dataset import open_split, PARTS
 from iospstl_ros.layout import EDGES, JOINT_NAMES, NUM_JOINTS
@@ -32,6 +42,8 @@ import numpy as np
 
 #: Samples per chunk when scanning the memory-mapped masks.
 CHUNK = 256
+# Characters per line of the "never visible" note under a row of plot_sequences.
+_NOTE_WIDTH = 110
 # Corner pairs of a box's 12 edges (corner 4 i + 2 j + k, see box_corners).
 _BOX_EDGES = tuple((a, a | bit) for bit in (1, 2, 4) for a in range(8) if not a & bit)
 
@@ -132,6 +144,42 @@ def format_tables(stats):
     return '\n'.join(lines)
 
 
+def interpolate_occluded(xyz, present):
+    """Estimate the non-finite joints of present bodies by interpolating in time.
+
+    Each joint of each body slot is interpolated linearly between the nearest frames before
+    and after where it is finite and its body present; there is no extrapolation, so a joint
+    before its first or after its last finite frame stays NaN. The estimate is only a drawing
+    aid: a slot that changes person between frames, or a long gap, gives a poor estimate.
+
+    Parameters
+    ----------
+    xyz : array_like of shape (3, T, 25, M)
+    present : array_like of shape (T, M), bool
+
+    Returns
+    -------
+    filled : ndarray of shape (3, T, 25, M), float64
+        ``xyz`` with the estimated joints filled in.
+    estimated : ndarray of shape (T, 25, M), bool
+        True where ``filled`` holds an estimate.
+    """
+    filled = np.array(xyz, dtype=np.float64)
+    present = np.asarray(present, dtype=bool)
+    _, t, v, m = filled.shape
+    finite = np.isfinite(filled).all(axis=0) & present[:, None, :]
+    missing = ~np.isfinite(filled).all(axis=0) & present[:, None, :]
+    frames = np.arange(t)
+    for joint, body in zip(*np.nonzero(missing.any(axis=0) & finite.any(axis=0))):
+        known = finite[:, joint, body]
+        seen = frames[known]
+        gaps = missing[:, joint, body] & (frames > seen[0]) & (frames < seen[-1])
+        for axis in range(3):
+            filled[axis, gaps, joint, body] = np.interp(
+                frames[gaps], frames[known], filled[axis, known, joint, body])
+    return filled, missing & np.isfinite(filled).all(axis=0)
+
+
 def _regenerable(split):
     meta = split.meta
     return (meta.get('source') == 'synthetic'
@@ -142,7 +190,9 @@ def true_sequence(split, index):
     """Coordinates of one stored sample, with occluded joints filled in where possible.
 
     For synthetic data of this generator version the sequence is regenerated from the seed
-    and checked against the stored visible joints; otherwise occluded joints stay NaN.
+    and checked against the stored visible joints; otherwise occluded joints stay NaN. The
+    scene is returned only when the regenerated occlusion mask equals the stored one (data
+    written by an older occlusion model gets None).
 
     Returns
     -------
@@ -167,7 +217,10 @@ def true_sequence(split, index):
         return xyz, occluded, present, None
     full = np.where(present[None, :, None, :m], sequence.xyz, 0.0).astype(np.float32)
     xyz[:, :, :, :m] = full
-    return xyz, occluded, present, scene if split.meta.get('occlusion') == 'realistic' else None
+    same = np.array_equal(sequence.occluded & sequence.present[:, None, :], occluded[..., :m])
+    if split.meta.get('occlusion') != 'realistic' or not same:
+        scene = None
+    return xyz, occluded, present, scene
 
 
 def pick_samples(split, count, min_fraction=0.05):
@@ -187,32 +240,51 @@ def pick_samples(split, count, min_fraction=0.05):
     return chosen
 
 
-def _draw_skeleton(ax, points, hidden, horizontal, vertical):
-    """Bones and joints of one body at one frame; occluded joints in red."""
+def _draw_skeleton(ax, points, hidden, horizontal, vertical, estimated=None):
+    """Bones and joints of one body at one frame.
+
+    Visible joints blue, occluded joints red; occluded joints whose position is an estimate
+    (``estimated``, (25,) bool) hollow red with dotted bones.
+    """
+    estimated = np.zeros(len(hidden), bool) if estimated is None else estimated
     for a, b in EDGES:
         if np.isfinite(points[:, [a, b]]).all():
-            style = 'r--' if hidden[a] or hidden[b] else 'b-'
+            style = 'r:' if estimated[a] or estimated[b] else (
+                'r--' if hidden[a] or hidden[b] else 'b-')
             ax.plot(horizontal(points[:, [a, b]]), vertical(points[:, [a, b]]), style, lw=1.2)
     shown = np.isfinite(points).all(axis=0)
-    ax.scatter(horizontal(points[:, shown & ~hidden]), vertical(points[:, shown & ~hidden]),
-               s=6, c='tab:blue', zorder=3)
-    ax.scatter(horizontal(points[:, shown & hidden]), vertical(points[:, shown & hidden]),
-               s=10, c='red', zorder=4)
+    for chosen, style in ((shown & ~hidden & ~estimated, {'s': 6, 'c': 'tab:blue'}),
+                          (shown & hidden & ~estimated, {'s': 10, 'c': 'red', 'zorder': 4}),
+                          (shown & estimated, {'s': 14, 'facecolors': 'none',
+                                               'edgecolors': 'red', 'linewidths': 0.8,
+                                               'zorder': 4})):
+        style.setdefault('zorder', 3)
+        ax.scatter(horizontal(points[:, chosen]), vertical(points[:, chosen]), **style)
 
 
 def plot_sequences(split, indices, path, frames=5):
     """Draw ``frames`` frames of each chosen sample in camera view; occluded joints red.
 
     The horizontal axis is -x (the sensor's left on the left of the picture), vertical y.
+    Occluded joints whose true position is not known (not regenerable from a synthetic seed)
+    are drawn hollow at the position :func:`interpolate_occluded` estimates.
+
+    Returns
+    -------
+    estimated : bool
+        Whether any drawn position is an estimate.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     classes = split.meta.get('classes')
-    fig, axes = plt.subplots(len(indices), frames, figsize=(2.2 * frames, 2.8 * len(indices)),
+    fig, axes = plt.subplots(len(indices), frames, figsize=(2.2 * frames, 3.0 * len(indices)),
                              squeeze=False)
+    any_estimated = notes = False
     for row, index in enumerate(indices):
         xyz, occluded, present, _ = true_sequence(split, index)
+        xyz, estimated = interpolate_occluded(xyz, present)
+        any_estimated |= bool(estimated.any())
         t = xyz.shape[1]
         label = int(split.labels[index])
         title = classes[label] if classes else str(label)
@@ -221,73 +293,129 @@ def plot_sequences(split, indices, path, frames=5):
             ax = axes[row, col]
             for body in np.flatnonzero(present[frame]):
                 _draw_skeleton(ax, xyz[:, frame, :, body], occluded[frame, :, body],
-                               lambda p: -p[0], lambda p: p[1])
+                               lambda p: -p[0], lambda p: p[1], estimated[frame, :, body])
             if finite.size:
                 ax.set_xlim(-finite[0].max() - 0.2, -finite[0].min() + 0.2)
                 ax.set_ylim(finite[1].min() - 0.1, finite[1].max() + 0.1)
             ax.set_aspect('equal')
             ax.tick_params(labelsize=6)
-            hidden = int((occluded[frame] & present[frame][None]).sum())
-            ax.set_title(f'frame {frame}: {hidden} hidden', fontsize=7)
+            alive = present[frame][None]
+            hidden = int((occluded[frame] & alive).sum())
+            lost = int((occluded[frame] & alive & ~np.isfinite(xyz[:, frame]).all(axis=0)).sum())
+            ax.set_title(f'frame {frame}: {hidden} hidden'
+                         + (f', {lost} not drawn' if lost else ''), fontsize=7)
             if col == 0:
                 ax.set_ylabel(f'{split.names[index]}\n{title}', fontsize=7)
-    fig.suptitle('occluded joints in red (-x right to left as the sensor sees, y up, metres)',
-                 fontsize=9)
-    fig.tight_layout()
+        undrawn = ~np.isfinite(xyz).all(axis=0) | ~present[:, None, :]
+        never = undrawn.all(axis=0) & present.any(axis=0)                   # (V, M)
+        if never.any():
+            names = ', '.join(JOINT_NAMES[v] for v in np.flatnonzero(never.any(axis=1)))
+            text = textwrap.shorten(f'never visible, never drawn: {names}', 2 * _NOTE_WIDTH)
+            note = axes[row, 0].annotate(textwrap.fill(text, _NOTE_WIDTH), (0.0, -0.17),
+                                         xycoords='axes fraction', fontsize=6, color='red',
+                                         va='top')
+            note.set_in_layout(False)
+            notes = True
+    if any_estimated:
+        what = ('red: occluded joints; hollow red, dotted: occluded joint at a position '
+                'estimated by interpolating in time (true position not stored)')
+    else:
+        what = 'red: occluded joints at their true positions'
+    fig.suptitle(f'{what}\n(-x right to left as the sensor sees, y up, metres)', fontsize=8)
+    fig.tight_layout(h_pad=5.0 if notes else 1.08)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return any_estimated
 
 
 def plot_occluders(split, index, path, seed=0):
     """Draw one sample's occluder boxes with its skeleton: side (z, y) and top (x, z) views.
 
-    For synthetic data the exact boxes are regenerated; otherwise an illustrative scene is
-    drawn by :func:`iospstl_ros.occlusion.realistic_occlusion` with ``default_rng(seed)``.
+    Which boxes, by the kind returned:
+
+    - ``'exact'``: synthetic data, boxes regenerated from the seed (solid brown); red joints
+      are the stored occlusion.
+    - ``'not stored'``: data prepared with realistic occlusion that cannot be regenerated
+      (NTU): the producing boxes were not kept and a new scene cannot stand in for them (the
+      stored skeleton already lacks the hidden joints that locate the floor), so no boxes are
+      drawn; red joints are the stored occlusion.
+    - ``'illustrative'``: other data without furniture occlusion: a scene drawn now by
+      :func:`iospstl_ros.occlusion.realistic_occlusion` with ``default_rng(seed)`` (dashed
+      grey, watermarked, titled as such); red joints are the ones it would hide.
+
+    Occluded joints are drawn at their true position when known, otherwise hollow at the
+    position :func:`interpolate_occluded` estimates. With boxes, the side view shows the floor
+    (the plane ``scene.up @ p = scene.floor_y``) cut at x = 0; it slopes when the camera is
+    pitched.
 
     Returns
     -------
-    exact : bool
-        Whether the boxes are the ones that produced the stored occlusion.
+    kind : {'exact', 'not stored', 'illustrative'}
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     xyz, occluded, present, scene = true_sequence(split, index)
-    exact = scene is not None
-    if not exact:
+    xyz, estimated = interpolate_occluded(xyz, present)
+    if scene is not None:
+        kind = 'exact'
+    elif split.meta.get('occlusion') == 'realistic':
+        kind = 'not stored'
+    else:
+        kind = 'illustrative'
         occluded, scene = realistic_occlusion(xyz, present, np.random.default_rng(seed))
     hidden = occluded & present[:, None, :]
     frame = int(np.argmax(hidden.sum(axis=(1, 2))))
-    corners = box_corners(scene)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-    views = (('side view', lambda p: p[2], lambda p: p[1], 'z depth (m)', 'y up (m)'),
+    corners = box_corners(scene) if scene is not None else np.zeros((0, 8, 3))
+    box_style = ({'color': 'tab:brown', 'lw': 1} if kind == 'exact'
+                 else {'color': 'gray', 'lw': 1, 'ls': '--'})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+    views = (('side view', lambda p: p[2], lambda p: p[1], 'z depth (m)', 'y (m)'),
              ('top view', lambda p: -p[0], lambda p: p[2], '-x (m)', 'z depth (m)'))
     for ax, (title, horizontal, vertical, xlabel, ylabel) in zip(axes, views):
         for k, box in enumerate(corners):
             for a, b in _BOX_EDGES:
-                ax.plot(horizontal(box[[a, b]].T), vertical(box[[a, b]].T), color='tab:brown',
-                        lw=1)
+                ax.plot(horizontal(box[[a, b]].T), vertical(box[[a, b]].T), **box_style)
             centre = box.mean(axis=0)
             ax.annotate(scene.kinds[k], (horizontal(centre), vertical(centre)), fontsize=7,
-                        color='tab:brown')
+                        color=box_style['color'])
         for body in np.flatnonzero(present[frame]):
             _draw_skeleton(ax, xyz[:, frame, :, body], hidden[frame, :, body], horizontal,
-                           vertical)
+                           vertical, estimated[frame, :, body])
         ax.plot(0.0, 0.0, 'k^', ms=8)
         ax.annotate('camera', (0.0, 0.0), fontsize=7)
-        if title == 'side view' and np.isfinite(scene.floor_y):
-            ax.axhline(scene.floor_y, color='gray', lw=0.8)
+        if title == 'side view' and scene is not None and np.isfinite(scene.floor_y):
+            up = scene.up
+            depth = np.array(ax.get_xlim())
+            ax.plot(depth, (scene.floor_y - up[2] * depth) / up[1], color='gray', lw=0.8)
+            ax.annotate('floor', (depth[1], (scene.floor_y - up[2] * depth[1]) / up[1]),
+                        fontsize=7, color='gray', ha='right', va='bottom')
+        if kind == 'illustrative':
+            ax.text(0.5, 0.5, 'ILLUSTRATIVE', transform=ax.transAxes, fontsize=28,
+                    color='gray', alpha=0.15, ha='center', va='center', rotation=20)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.set_aspect('equal')
         ax.set_title(title, fontsize=9)
-    kind = 'exact occluders' if exact else 'illustrative occluders'
-    fig.suptitle(f'{split.names[index]} frame {frame}: {kind}, '
-                 f'{int(hidden[frame].sum())} joints hidden (red)', fontsize=9)
+    if kind == 'exact':
+        what = 'the occluders that produced the stored occlusion; red: stored occluded joints'
+    elif kind == 'not stored':
+        what = ('no boxes: the occluders that produced this realistic occlusion are not '
+                'stored;\nred: stored occluded joints')
+    else:
+        what = (f'ILLUSTRATIVE occluders drawn now (seed {seed}), not part of the data;\n'
+                'red: joints this scene would hide')
+    if estimated[frame].any():
+        what += '; hollow red: positions interpolated in time'
+    lines = [f'{split.names[index]} frame {frame}: {what}']
+    if scene is not None and np.isfinite(scene.floor_y):
+        lines.append(f'camera pitch {scene.pitch_deg:.1f} deg, {-scene.floor_y:.2f} m above '
+                     f'the floor, {int(hidden[frame].sum())} joints hidden in this frame')
+    fig.suptitle('\n'.join(lines), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return exact
+    return kind
 
 
 def parse_args(argv=None):
@@ -335,11 +463,16 @@ def main(argv=None):
         indices = pick_samples(split, args.num_sequences)
         if not indices:
             indices = list(range(min(args.num_sequences, len(split))))
-        plot_sequences(split, indices, args.png, args.frames)
+        estimated = plot_sequences(split, indices, args.png, args.frames)
         stem, ext = os.path.splitext(args.png)
         scene_path = f'{stem}_occluders{ext or ".png"}'
-        plot_occluders(split, indices[0], scene_path)
-        print(f'wrote {args.png} and {scene_path}')
+        kind = plot_occluders(split, indices[0], scene_path)
+        print(f'wrote {args.png}' + (' (hollow red: occluded joints at interpolated, '
+                                     'estimated positions)' if estimated else ''))
+        notes = {'exact': '', 'not stored': ' (no boxes: the occluders of this data are not '
+                                            'stored)',
+                 'illustrative': ' (illustrative occluders, not part of the data)'}
+        print(f'wrote {scene_path}{notes[kind]}')
     return stats
 
 
