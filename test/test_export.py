@@ -1,0 +1,291 @@
+"""Model export (training.export) and the checks made when loading a model directory."""
+
+import hashlib
+import json
+import os
+import shutil
+
+from iospstl_ros.layout import CENTER_JOINT
+from iospstl_ros.model_dir import (
+    CLASSIFIER_FILE, load_model_dir, METADATA_FILE, MODEL_FORMAT, REQUIRED_FILES, STAGE1_FILE)
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from training.evaluate import load_encoder, main as evaluate
+import training.export
+from training.export import load_classifier, main as export
+from training.impute import main as impute
+from training.model import STGCNEncoder
+from training.pretrain import main as pretrain
+from training.synthesize import main as synthesize
+from training.windows import load_windows, make_windows
+
+
+def build_tiny_model(tmp_path_factory):
+    """Build a tiny model directory with the project's own scripts, once per test session.
+
+    Returns
+    -------
+    dict of str to str
+        ``root``, ``data`` (synthetic xsub benchmark), ``stage1``, ``imputed``,
+        ``classifier`` and ``model`` (the exported directory).
+    """
+    root = tmp_path_factory.getbasetemp() / 'iospstl_tiny_model'
+    paths = {'root': root, 'data': root / 'synth' / 'xsub', 'stage1': root / 'pre' / 'encoder.pt',
+             'imputed': root / 'imputed', 'classifier': root / 'eval' / 'classifier.pt',
+             'model': root / 'models' / 'tiny'}
+    paths = {key: str(value) for key, value in paths.items()}
+    if os.path.exists(os.path.join(paths['model'], METADATA_FILE)):
+        return paths
+    shutil.rmtree(root, ignore_errors=True)
+    synthesize(['--out', str(root / 'synth'), '--num-samples', '100', '--seed', '5',
+                '--benchmarks', 'xsub', '--max-frames', '150', '--workers', '1'])
+    for part in ('train', 'val'):
+        make_windows(paths['data'], part, progress=False)
+    pretrain(['--data', paths['data'], '--out', str(root / 'pre'), '--preset', 'tiny',
+              '--epochs', '1', '--device', 'cpu', '--no-progress'])
+    impute(['--data', paths['data'], '--encoder', paths['stage1'], '--out', paths['imputed'],
+            '--clusters', '4', '--no-progress'])
+    evaluate(['--data', paths['imputed'], '--encoder', paths['stage1'], '--epochs', '2',
+              '--out', str(root / 'eval'), '--device', 'cpu', '--no-progress'])
+    export(['--stage1', paths['stage1'], '--classifier', paths['classifier'],
+            '--imputed', paths['imputed'], '--out', paths['model']])
+    return paths
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory)
+
+
+def sha256(path):
+    return hashlib.sha256(open(path, 'rb').read()).hexdigest()
+
+
+def copy_model(tiny, tmp_path):
+    target = tmp_path / 'model'
+    shutil.copytree(tiny['model'], target)
+    return target
+
+
+def rewrite_file(model, name, array=None, data=None):
+    """Replace a file and record its new checksum, so that only the content is wrong."""
+    path = model / name
+    if array is not None:
+        np.save(path, array)
+    else:
+        path.write_bytes(data)
+    meta = json.loads((model / METADATA_FILE).read_text())
+    meta['files'][name] = {'sha256': sha256(path), 'bytes': path.stat().st_size}
+    (model / METADATA_FILE).write_text(json.dumps(meta))
+
+
+def edit_metadata(model, change):
+    meta = json.loads((model / METADATA_FILE).read_text())
+    change(meta)
+    (model / METADATA_FILE).write_text(json.dumps(meta))
+
+
+@pytest.mark.slow
+def test_export_writes_a_complete_model_directory(tiny):
+    model = tiny['model']
+    meta = json.loads(open(os.path.join(model, METADATA_FILE)).read())
+    assert (meta['format'], meta['format_version']) == (MODEL_FORMAT, 1)
+    assert len(meta['classes']) == 17 and meta['classes'][0] == 'wave right hand'
+    assert meta['window_frames'] == 50 and meta['layout']['center_joint'] == CENTER_JOINT
+    assert len(meta['layout']['edges']) == 24 and len(meta['layout']['joint_names']) == 25
+    assert meta['preprocessing']['align_shoulders'] is True
+    assert meta['imputation'] == dict(meta['imputation'], n_neighbors=5, n_clusters=4,
+                                      n_features=7500, n_donors=50, bank_dtype='float16')
+    provenance = meta['provenance']
+    assert provenance['command'].startswith('python -m training.export --stage1 ')
+    assert provenance['git_commit'] is None or len(provenance['git_commit']) == 40
+    assert provenance['data'] == os.path.abspath(tiny['data'])
+    summary = json.loads(open(os.path.join(tiny['root'], 'eval', 'summary.json')).read())
+    assert provenance['metrics'] == summary
+    assert provenance['stage1_check'].startswith('8 training embeddings reproduced')
+    # every file is listed with its sha256 (an independent hashlib oracle) and size
+    on_disk = sorted(os.path.relpath(os.path.join(d, f), model).replace(os.sep, '/')
+                     for d, _, files in os.walk(model) for f in files)
+    assert sorted(meta['files']) == [f for f in on_disk if f != METADATA_FILE]
+    assert set(REQUIRED_FILES) <= set(meta['files'])
+    for name, entry in meta['files'].items():
+        assert entry == {'sha256': sha256(os.path.join(model, name)),
+                         'bytes': os.path.getsize(os.path.join(model, name))}
+    for name, size in ((STAGE1_FILE, 32), (CLASSIFIER_FILE, 17)):
+        graph = onnx.load(os.path.join(model, name))
+        assert max(o.version for o in graph.opset_import if o.domain in ('', 'ai.onnx')) >= 17
+        (graph_input,) = graph.graph.input
+        dims = graph_input.type.tensor_type.shape.dim
+        assert graph_input.name == 'skeleton' and dims[0].dim_param == 'batch'
+        assert [d.dim_value for d in dims[1:]] == [3, 50, 25, 2]
+        assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        assert [d.dim_value for d in graph.graph.output[0].type.tensor_type.shape.dim[1:]] \
+            == [size]
+    loaded = load_model_dir(model)
+    assert isinstance(loaded.bank.donors_, np.memmap) and loaded.bank.donors_.dtype == np.float16
+    assert loaded.centroids.shape == (4, 32) and loaded.n_neighbors == 5
+    assert loaded.num_classes == 17 and loaded.embedding_dim == 32
+    assert not [f for f in os.listdir(os.path.dirname(model)) if f.startswith('.')]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('batch', [1, 3])
+def test_onnx_graphs_match_pytorch(tiny, batch):
+    encoder = load_encoder(tiny['stage1'], 'cpu').eval()
+    classifier, _ = load_classifier(tiny['classifier'])
+    data, _, _ = load_windows(tiny['imputed'], 'val')
+    rng = np.random.default_rng(batch)
+    real = np.array(data[:batch], np.float32)
+    noise = rng.normal(0.0, 0.1, real.shape).astype(np.float32)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # spinning ONNX Runtime threads would slow torch down
+    for x in (real, real + noise):
+        for name, module in ((STAGE1_FILE, encoder), (CLASSIFIER_FILE, classifier)):
+            session = ort.InferenceSession(os.path.join(tiny['model'], name), options,
+                                           providers=['CPUExecutionProvider'])
+            got = session.run(None, {'skeleton': x})[0]
+            with torch.no_grad():
+                expected = module(torch.from_numpy(x)).numpy()
+            assert got.shape == expected.shape == (batch, 32 if name == STAGE1_FILE else 17)
+            assert np.abs(got - expected).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_a_failed_export_leaves_no_directory(tiny, tmp_path, monkeypatch):
+    args = ['--stage1', tiny['stage1'], '--classifier', tiny['classifier'],
+            '--imputed', tiny['imputed']]
+
+    def broken_copy(imputed, target):
+        assert os.path.exists(os.path.join(target, CLASSIFIER_FILE))  # half written
+        raise OSError('disk full')
+
+    monkeypatch.setattr(training.export, '_copy_bank', broken_copy)
+    with pytest.raises(OSError, match='disk full'):
+        export(args + ['--out', str(tmp_path / 'models' / 'new')])
+    assert os.listdir(tmp_path / 'models') == []
+    # replacing an existing model: a failure keeps the old one untouched
+    old = copy_model(tiny, tmp_path)
+    before = {f: sha256(old / f) for f in REQUIRED_FILES}
+    with pytest.raises(OSError, match='disk full'):
+        export(args + ['--out', str(old), '--force'])
+    assert {f: sha256(old / f) for f in REQUIRED_FILES} == before
+    assert sorted(os.listdir(tmp_path)) == ['model', 'models']
+    with pytest.raises(ValueError, match='exists; pass --force'):
+        export(args + ['--out', str(old)])
+
+
+@pytest.mark.slow
+def test_export_refuses_a_stage1_encoder_that_did_not_make_the_bank(tiny, tmp_path):
+    state = torch.load(tiny['stage1'], weights_only=False)
+    torch.manual_seed(0)
+    other = STGCNEncoder(load_encoder(tiny['stage1'], 'cpu').config)
+    torch.save(dict(state, state_dict=other.state_dict()), tmp_path / 'other.pt')
+    with pytest.raises(ValueError, match='does not reproduce .*train_embedding.npy'):
+        export(['--stage1', str(tmp_path / 'other.pt'), '--classifier', tiny['classifier'],
+                '--imputed', tiny['imputed'], '--out', str(tmp_path / 'm')])
+    assert not os.path.exists(tmp_path / 'm')
+
+
+@pytest.mark.slow
+def test_an_unchanged_copy_loads(tiny, tmp_path):
+    model = load_model_dir(copy_model(tiny, tmp_path))
+    assert model.classes[-1] == 'hug'
+    assert model.checksums[CLASSIFIER_FILE] == sha256(tmp_path / 'model' / CLASSIFIER_FILE)
+
+
+def _flip_a_byte(model):
+    data = bytearray((model / CLASSIFIER_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (model / CLASSIFIER_FILE).write_bytes(bytes(data))
+
+
+def _other_centroids(model):
+    centroids = np.load(model / 'centroids.npy')
+    rewrite_file(model, 'centroids.npy', centroids + 1.0)
+
+
+def _more_clusters(model):
+    centroids = np.load(model / 'centroids.npy')
+    rewrite_file(model, 'centroids.npy', np.concatenate([centroids, centroids[:1]]))
+    edit_metadata(model, lambda m: m['imputation'].update(n_clusters=5))
+
+
+BROKEN = {
+    'missing metadata': (lambda m: os.remove(m / METADATA_FILE),
+                         r'metadata\.json: missing'),
+    'missing file': (lambda m: os.remove(m / CLASSIFIER_FILE),
+                     r'classifier\.onnx: missing \(listed in metadata\.json\)'),
+    'missing bank file': (lambda m: os.remove(m / 'bank' / 'donors.npy'),
+                          r'bank/donors\.npy: missing'),
+    'unlisted required file': (lambda m: edit_metadata(m, lambda d: d['files'].pop(STAGE1_FILE)),
+                               r'"files" does not list stage1_encoder\.onnx'),
+    'checksum mismatch': (_flip_a_byte,
+                          r'classifier\.onnx: sha256 mismatch: expected [0-9a-f]{64}, got'),
+    'truncated file': (lambda m: (m / STAGE1_FILE).write_bytes(b'onnx'),
+                       r'stage1_encoder\.onnx: 4 bytes, expected \d+'),
+    'unknown format version': (
+        lambda m: edit_metadata(m, lambda d: d.update(format_version=2)),
+        r'metadata\.json: unknown format version 2 of iospstl-model; this code reads version 1'),
+    'other format': (lambda m: edit_metadata(m, lambda d: d.update(format='onnx-zoo')),
+                     r"expected format 'iospstl-model', got 'onnx-zoo'"),
+    'wrong shape': (lambda m: rewrite_file(m, 'centroids.npy', np.zeros((4, 31), np.float32)),
+                    r'centroids\.npy: expected float32 of shape \(4, 32\), got float32 of '
+                    r'shape \(4, 31\)'),
+    'wrong dtype': (lambda m: rewrite_file(m, 'feature_mean.npy', np.zeros(7500)),
+                    r'feature_mean\.npy: expected float32 of shape \(7500,\), got float64'),
+    'bank and centroids disagree (values)': (
+        _other_centroids, r'bank/centroids\.npy: the bank and centroids\.npy disagree: .* '
+                          'with different values'),
+    'bank and centroids disagree (cluster count)': (
+        _more_clusters, r'the bank and centroids\.npy disagree: bank centroids \(4, 32\), '
+                        r'centroids\.npy \(5, 32\)'),
+    'class count vs classifier output': (
+        lambda m: edit_metadata(m, lambda d: d['classes'].pop()),
+        r'16 class names for a classifier with 17 outputs'),
+    'another joint layout': (
+        lambda m: edit_metadata(m, lambda d: d['layout']['edges'].pop()),
+        r'layout\.edges differs from the joint layout of iospstl_ros\.layout'),
+    'missing key': (lambda m: edit_metadata(m, lambda d: d['imputation'].pop('n_neighbors')),
+                    r"missing key 'imputation\.n_neighbors'"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('case', sorted(BROKEN))
+def test_loading_a_broken_model_directory_fails_with_one_clear_error(tiny, tmp_path, case):
+    break_it, message = BROKEN[case]
+    model = copy_model(tiny, tmp_path)
+    break_it(model)
+    with pytest.raises(ValueError, match=message):
+        load_model_dir(model)
+
+
+@pytest.mark.slow
+def test_checksums_can_be_skipped_but_sizes_are_always_checked(tiny, tmp_path):
+    model = copy_model(tiny, tmp_path)
+    _flip_a_byte(model)
+    assert load_model_dir(model, verify_checksums=False).num_classes == 17
+    (model / CLASSIFIER_FILE).write_bytes(b'x')
+    with pytest.raises(ValueError, match=r'classifier\.onnx: 1 bytes'):
+        load_model_dir(model, verify_checksums=False)
+
+
+@pytest.mark.slow
+def test_skipping_the_empty_body_slot_is_not_the_same_function(tiny):
+    """The pipeline pads one-body windows with a zero slot instead of encoding M = 1."""
+    encoder = load_encoder(tiny['stage1'], 'cpu').eval()
+    data, _, present = load_windows(tiny['imputed'], 'val')
+    one_body = np.flatnonzero(~np.asarray(present)[:, :, 1].any(axis=1))[:8]
+    x = torch.from_numpy(np.array(data[one_body], np.float32))
+    assert (x[..., 1] == 0).all()
+    with torch.no_grad():
+        padded = encoder(x)
+        alone = encoder(x[..., :1])
+        empty = encoder(torch.zeros(1, 3, 50, 25, 1))
+    assert empty.abs().max() > 0.01  # an all-zero slot has a non-zero feature
+    assert (padded - alone).abs().max() > 1e-3
+    torch.testing.assert_close((alone + empty) / 2, padded, atol=1e-6, rtol=0)

@@ -1,0 +1,464 @@
+"""Export what the robot runs: two ONNX graphs, the cluster bank and metadata, in one directory.
+
+    python -m training.export --stage1 runs/s1/encoder.pt --classifier runs/eval/classifier.pt \
+        --imputed data/synthetic/xsub_imputed --out models/synthetic_xsub
+
+Writes the model directory described in :mod:`iospstl_ros.model_dir`:
+
+* ``stage1_encoder.onnx``: the stage-1 encoder (cluster assignment), exactly as
+  ``training.impute`` embeds windows (joint coordinates, occluded joints at 0);
+* ``classifier.onnx``: the stage-2 encoder and the linear head of ``classifier.pt``, with the
+  input view it was trained on (joint, motion or bone) inside the graph, giving logits;
+* ``centroids.npy``, ``feature_mean.npy`` and ``bank/`` copied from the ``training.impute``
+  output (the bank must come from ``--method cluster-knn``);
+* ``metadata.json``: format name and version, classes, joint layout, window length,
+  preprocessing constants, k, the graphs' parity errors and provenance (command, git commit,
+  input paths, metrics of ``summary.json`` beside the classifier), and the sha256 of every file.
+
+Both graphs take ``skeleton`` float32 (N, 3, 50, 25, 2), dynamic N, opset 17 (TorchScript
+exporter; the dynamo exporter needs onnxscript). Before anything is written the stage-1 encoder
+is checked to reproduce the embeddings the bank was clustered with; after export each graph must
+match PyTorch within ``--tolerance`` on random input at batch sizes 1 and 3 (ONNX Runtime, CPU).
+Everything is written into a temporary directory next to ``--out`` and renamed at the end, so a
+failed export never leaves a partial model.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+
+from iospstl_ros.imputation import ClusterBank
+from iospstl_ros.layout import CENTER_JOINT, FRAME_RATE, WINDOW_FRAMES
+from iospstl_ros.model_dir import (
+    BANK_DIR, BANK_FILES, CENTROIDS_FILE, CLASSIFIER_FILE, EMBEDDING_NAME, FEATURE_MEAN_FILE,
+    INPUT_NAME, layout_metadata, LOGITS_NAME, METADATA_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION,
+    NUM_FEATURES, SAMPLE_SHAPE, sha256_file, STAGE1_FILE)
+from iospstl_ros.preprocess import SHOULDER_NORM_EPS
+import numpy as np
+import torch
+from torch import nn
+
+from training.augment import input_view
+from training.evaluate import load_encoder
+from training.model import Classifier, EncoderConfig, STGCNEncoder
+
+#: Windows re-embedded to check that ``--stage1`` is the encoder the bank was clustered with.
+PROVENANCE_WINDOWS = 8
+#: Largest difference allowed between those embeddings and the stored ones.
+PROVENANCE_TOLERANCE = 1e-3
+#: Batch sizes of the parity check.
+PARITY_BATCHES = (1, 3)
+
+
+class ViewClassifier(nn.Module):
+    """Classifier that turns joint coordinates into its input view first (part of the graph).
+
+    Parameters
+    ----------
+    classifier : Classifier
+    view : {'joint', 'motion', 'bone'}
+    """
+
+    def __init__(self, classifier, view='joint'):
+        super().__init__()
+        self.classifier = classifier
+        self.view = view
+
+    def forward(self, x):
+        """Logits of joint coordinates x (N, C, T, V, M): Tensor of shape (N, num_classes)."""
+        return self.classifier(input_view(x, self.view))
+
+
+def load_classifier(path):
+    """Rebuild the classifier saved by ``training.evaluate`` (CPU, eval mode).
+
+    Parameters
+    ----------
+    path : str
+        ``classifier.pt``.
+
+    Returns
+    -------
+    model : ViewClassifier
+    state : dict
+        The file's contents (``classes``, ``num_classes``, ``view``, ``config``).
+    """
+    state = torch.load(path, map_location='cpu', weights_only=False)
+    keys = ('config', 'state_dict', 'fc', 'num_classes')
+    if not isinstance(state, dict) or any(key not in state for key in keys):
+        raise ValueError(f'{path}: expected a classifier file with {keys} (written by '
+                         'training.evaluate)')
+    encoder = STGCNEncoder(EncoderConfig.from_dict(state['config']))
+    encoder.load_state_dict(state['state_dict'])
+    classifier = Classifier(encoder, int(state['num_classes']))
+    classifier.fc.load_state_dict(state['fc'])
+    model = ViewClassifier(classifier, state.get('view') or 'joint')
+    return model.eval(), state
+
+
+def export_onnx(module, path, output_name, opset=17):
+    """Export a module taking ``skeleton`` (N, 3, 50, 25, 2) to ONNX with a dynamic batch.
+
+    Parameters
+    ----------
+    module : nn.Module
+        In eval mode.
+    path : str
+    output_name : str
+    opset : int
+    """
+    import onnx
+
+    example = torch.randn((2,) + SAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), warnings.catch_warnings():
+        # shape checks on fixed axes (C, V, M) are constants of the trace, as intended; the
+        # TorchScript exporter is deprecated but the dynamo one needs onnxscript
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        warnings.simplefilter('ignore', DeprecationWarning)
+        torch.onnx.export(module, (example,), path, input_names=[INPUT_NAME],
+                          output_names=[output_name], opset_version=opset, dynamo=False,
+                          dynamic_axes={INPUT_NAME: {0: 'batch'}, output_name: {0: 'batch'}},
+                          do_constant_folding=True)
+    with torch.no_grad():
+        size = module(example).shape[1]
+    graph = onnx.load(path)
+    dim = graph.graph.output[0].type.tensor_type.shape.dim[1]
+    dim.Clear()
+    dim.dim_value = int(size)  # the exporter leaves the feature / class axis symbolic
+    onnx.checker.check_model(graph, full_check=True)
+    onnx.save(graph, path)
+
+
+def parity_error(module, path, batch_sizes=PARITY_BATCHES, seed=0):
+    """Largest difference between ONNX Runtime (CPU) and PyTorch on random input.
+
+    The input is normal noise (sd 0.3 m) with the centre joint at 0, as after preprocessing.
+    The difference is divided by ``max(1, largest output magnitude)``: random poses are far
+    from the training data and can give logits in the thousands, where float32 rounding alone
+    exceeds 1e-4; on outputs of order 1 it is the absolute difference.
+
+    Parameters
+    ----------
+    module : nn.Module
+        In eval mode.
+    path : str
+        Its ONNX export.
+    batch_sizes : sequence of int
+    seed : int
+
+    Returns
+    -------
+    float
+        ``max |onnx - torch| / max(1, max |torch|)`` over the batches.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # idle-spinning pool threads would slow PyTorch down
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for n in batch_sizes:
+        x = rng.normal(0.0, 0.3, (n,) + SAMPLE_SHAPE).astype(np.float32)
+        x[:, :, :, CENTER_JOINT] = 0.0
+        with torch.no_grad():
+            expected = module(torch.from_numpy(x)).numpy()
+        got = session.run(None, {INPUT_NAME: x})[0]
+        if got.shape != expected.shape:
+            raise ValueError(f'{path}: output shape {got.shape} at batch {n}, PyTorch gives '
+                             f'{expected.shape}')
+        scale = max(1.0, float(np.abs(expected).max()))
+        worst = max(worst, float(np.abs(got - expected).max()) / scale)
+    return worst
+
+
+def check_stage1_provenance(encoder, imputed, meta):
+    """Check that ``encoder`` reproduces the training embeddings the bank was clustered with.
+
+    Re-embeds the first few occluded training windows of the benchmark ``training.impute``
+    read (``meta['imputed_from']``) and compares with ``train_embedding.npy``.
+
+    Returns
+    -------
+    str
+        What was checked (``'skipped: ...'`` when the source windows are gone).
+
+    Raises
+    ------
+    ValueError
+        If the embeddings differ.
+    """
+    stored_path = os.path.join(imputed, 'train_embedding.npy')
+    source = meta.get('imputed_from')
+    windows = os.path.join(source, 'train_w50_data.npy') if source else None
+    if not os.path.exists(stored_path) or not windows or not os.path.exists(windows):
+        return 'skipped: the source windows or train_embedding.npy are missing'
+    stored = np.load(stored_path, mmap_mode='r')
+    data = np.load(windows, mmap_mode='r')
+    n = min(PROVENANCE_WINDOWS, len(data))
+    if stored.shape[1] != encoder.config.hidden_dim:
+        raise ValueError(f'--stage1 gives {encoder.config.hidden_dim}-d embeddings, the bank in '
+                         f'{imputed} was clustered on {stored.shape[1]}-d ones: it was made '
+                         'with another encoder')
+    x = np.nan_to_num(np.asarray(data[:n], np.float32), nan=0.0)
+    with torch.no_grad():
+        got = encoder(torch.from_numpy(x)).numpy()
+    difference = float(np.abs(got - np.asarray(stored[:n])).max())
+    if difference > PROVENANCE_TOLERANCE:
+        raise ValueError(f'--stage1 does not reproduce {stored_path} (largest difference '
+                         f'{difference:.3g} on {n} windows): the bank was clustered with another '
+                         'encoder (see args.json there)')
+    return f'{n} training embeddings reproduced within {difference:.2g}'
+
+
+def git_commit():
+    """Commit of the code doing the export and whether tracked files were modified.
+
+    Returns
+    -------
+    commit : str or None
+    dirty : bool or None
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        status = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                                cwd=root, capture_output=True, text=True, timeout=10,
+                                check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit or None, bool(status.strip())
+
+
+def _read_json(path, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def _check_imputed(imputed):
+    """Validate a ``training.impute`` output folder; return its meta and the bank."""
+    meta = _read_json(os.path.join(imputed, 'meta.json'))
+    if meta is None:
+        raise ValueError(f'{imputed}/meta.json: missing; expected the --out folder of '
+                         'python -m training.impute')
+    stats = meta.get('imputation') or {}
+    if stats.get('method') != 'cluster-knn':
+        raise ValueError(f'{imputed}: imputed with --method {stats.get("method")}; the robot '
+                         'needs the cluster bank of --method cluster-knn')
+    for name in (CENTROIDS_FILE, FEATURE_MEAN_FILE):
+        if not os.path.exists(os.path.join(imputed, name)):
+            raise ValueError(f'{imputed}/{name}: missing')
+    bank = ClusterBank.load(os.path.join(imputed, BANK_DIR))
+    centroids = np.load(os.path.join(imputed, CENTROIDS_FILE), allow_pickle=False)
+    if centroids.shape != bank.centroids_.shape or not np.array_equal(centroids,
+                                                                      bank.centroids_):
+        raise ValueError(f'{imputed}: centroids.npy {centroids.shape} and bank/centroids.npy '
+                         f'{bank.centroids_.shape} disagree')
+    if bank.n_features_in_ != NUM_FEATURES:
+        raise ValueError(f'{imputed}/bank: expected {NUM_FEATURES} features per row, got '
+                         f'{bank.n_features_in_}')
+    return meta, bank
+
+
+def _copy_bank(imputed, target):
+    """Copy the bank folder and the feature means into the model directory."""
+    os.makedirs(os.path.join(target, BANK_DIR))
+    bank_meta = _read_json(os.path.join(imputed, BANK_DIR, 'bank.json'))
+    names = set(BANK_FILES) | {f'{name}.npy' for name in bank_meta['arrays']}
+    for name in sorted(names):
+        shutil.copyfile(os.path.join(imputed, BANK_DIR, name),
+                        os.path.join(target, BANK_DIR, name))
+    for name in (CENTROIDS_FILE, FEATURE_MEAN_FILE):
+        shutil.copyfile(os.path.join(imputed, name), os.path.join(target, name))
+    mean = np.load(os.path.join(target, FEATURE_MEAN_FILE), allow_pickle=False)
+    if mean.dtype != np.float32 or mean.shape != (NUM_FEATURES,):
+        raise ValueError(f'{imputed}/{FEATURE_MEAN_FILE}: expected float32 ({NUM_FEATURES},), '
+                         f'got {mean.dtype} {mean.shape}')
+
+
+def _checksums(root):
+    files = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root).replace(os.sep, '/')
+            if relative != METADATA_FILE:
+                files[relative] = {'sha256': sha256_file(path),
+                                   'bytes': os.path.getsize(path)}
+    return dict(sorted(files.items()))
+
+
+def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
+                 align_shoulders=True, force=False, argv=None):
+    """Write a model directory (see the module docstring); used by :func:`main`.
+
+    Parameters
+    ----------
+    stage1 : str
+        Stage-1 ``encoder.pt`` (``training.pretrain``).
+    classifier : str
+        ``classifier.pt`` (``training.evaluate``).
+    imputed : str
+        Output folder of ``training.impute --method cluster-knn``.
+    out : str
+        The model directory to create.
+    opset : int
+        ONNX opset (>= 17).
+    tolerance : float
+        Largest ONNX vs PyTorch difference accepted (see :func:`parity_error`).
+    align_shoulders : bool
+        Preprocessing setting of the windows (``training.windows``) the networks saw.
+    force : bool
+        Replace an existing ``out``.
+    argv : list of str, optional
+        The command's arguments, for the provenance.
+
+    Returns
+    -------
+    dict
+        The metadata written.
+    """
+    if opset < 17:
+        raise ValueError(f'--opset: expected 17 or later, got {opset}')
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not force:
+        raise ValueError(f'{out} exists; pass --force to replace it')
+    for path, what in ((stage1, '--stage1'), (classifier, '--classifier')):
+        if not os.path.isfile(path):
+            raise ValueError(f'{what} {path}: missing')
+    meta, bank = _check_imputed(imputed)
+    encoder = load_encoder(stage1, 'cpu').eval()
+    if bank.centroids_.shape[1] != encoder.config.hidden_dim:
+        raise ValueError(f'--stage1 gives {encoder.config.hidden_dim}-d embeddings, the '
+                         f'centroids in {imputed} are {bank.centroids_.shape[1]}-d')
+    provenance_check = check_stage1_provenance(encoder, imputed, meta)
+    model, state = load_classifier(classifier)
+    num_classes = int(state['num_classes'])
+    classes = state.get('classes') or meta.get('classes') or [
+        f'class_{i}' for i in range(num_classes)]
+    if len(classes) != num_classes:
+        raise ValueError(f'{classifier}: {num_classes} outputs but {len(classes)} class names')
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.partial-', dir=parent)
+    try:
+        export_onnx(encoder, os.path.join(tmp, STAGE1_FILE), EMBEDDING_NAME, opset)
+        export_onnx(model, os.path.join(tmp, CLASSIFIER_FILE), LOGITS_NAME, opset)
+        parity = {'batch_sizes': list(PARITY_BATCHES), 'tolerance': tolerance}
+        for name, module in ((STAGE1_FILE, encoder), (CLASSIFIER_FILE, model)):
+            error = parity_error(module, os.path.join(tmp, name))
+            if not error <= tolerance:
+                raise ValueError(f'{name}: ONNX Runtime and PyTorch differ by {error:.3g} of '
+                                 f'the output scale (> --tolerance {tolerance})')
+            parity[name] = error
+        _copy_bank(imputed, tmp)
+        commit, dirty = git_commit()
+        stats = meta['imputation']
+        metadata = {
+            'format': MODEL_FORMAT, 'format_version': MODEL_FORMAT_VERSION,
+            'classes': list(classes), 'window_frames': WINDOW_FRAMES,
+            'layout': layout_metadata(),
+            'preprocessing': {
+                'align_shoulders': bool(align_shoulders), 'window': WINDOW_FRAMES,
+                'relative_to': 'center_joint', 'resampling': 'linear, half-pixel centres',
+                'shoulder_norm_eps': SHOULDER_NORM_EPS, 'frame_rate_hz': FRAME_RATE,
+                'stage1_occluded_fill': 0.0, 'absent_body_fill': 0.0},
+            'imputation': {
+                'method': 'cluster-knn', 'n_neighbors': int(stats.get('neighbors', 5)),
+                'n_clusters': int(bank.n_clusters), 'n_features': NUM_FEATURES,
+                'n_donors': int(len(bank.donors_)), 'bank_dtype': bank.donors_.dtype.name,
+                'order': 'knn within the cluster, then temporal interpolation, then mean'},
+            'models': {
+                'stage1_encoder': {'file': STAGE1_FILE, 'input': INPUT_NAME,
+                                   'output': EMBEDDING_NAME,
+                                   'output_dim': int(encoder.config.hidden_dim),
+                                   'view': 'joint', 'config': encoder.config.to_dict()},
+                'classifier': {'file': CLASSIFIER_FILE, 'input': INPUT_NAME,
+                               'output': LOGITS_NAME, 'num_classes': num_classes,
+                               'view': model.view, 'config': state['config']}},
+            'input_shape': ['N', *SAMPLE_SHAPE], 'opset': opset, 'parity': parity,
+            'provenance': {
+                'command': shlex.join(['python', '-m', 'training.export',
+                                       *(sys.argv[1:] if argv is None else argv)]),
+                'created': datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec='seconds'),
+                'git_commit': commit, 'git_dirty': dirty,
+                'stage1': os.path.abspath(stage1), 'classifier': os.path.abspath(classifier),
+                'imputed': os.path.abspath(imputed), 'data': meta.get('imputed_from'),
+                'stage1_check': provenance_check,
+                'classifier_args': _read_json(os.path.join(os.path.dirname(classifier),
+                                                           'args.json')),
+                'metrics': _read_json(os.path.join(os.path.dirname(classifier),
+                                                   'summary.json')),
+                'imputation': {k: stats[k] for k in ('train', 'val') if k in stats},
+                'torch': torch.__version__},
+        }
+        metadata['files'] = _checksums(tmp)
+        with open(os.path.join(tmp, METADATA_FILE), 'w') as f:
+            json.dump(metadata, f, indent=2)
+            f.write('\n')
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o755)
+        if os.path.exists(out):
+            old = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.old-', dir=parent)
+            os.replace(out, os.path.join(old, 'model'))
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metadata
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--stage1', required=True,
+                        help='stage-1 encoder.pt (training.pretrain on the occluded data); '
+                             'must be the encoder training.impute clustered with')
+    parser.add_argument('--classifier', required=True,
+                        help='classifier.pt of training.evaluate (stage-2 encoder + head); '
+                             'summary.json beside it is copied into the metadata')
+    parser.add_argument('--imputed', required=True,
+                        help='output folder of training.impute --method cluster-knn (bank/, '
+                             'centroids.npy, feature_mean.npy, meta.json)')
+    parser.add_argument('--out', required=True, help='model directory to create')
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (>= 17)')
+    parser.add_argument('--tolerance', type=float, default=1e-4,
+                        help='largest ONNX Runtime vs PyTorch difference accepted, relative to '
+                             'max(1, largest output)')
+    parser.add_argument('--no-align-shoulders', action='store_true',
+                        help='the windows were made with training.windows --no-align-shoulders')
+    parser.add_argument('--force', action='store_true', help='replace an existing --out')
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    metadata = export_model(args.stage1, args.classifier, args.imputed, args.out,
+                            opset=args.opset, tolerance=args.tolerance,
+                            align_shoulders=not args.no_align_shoulders, force=args.force,
+                            argv=argv)
+    parity = metadata['parity']
+    print(f'{len(metadata["classes"])} classes, {metadata["imputation"]["n_clusters"]} '
+          f'clusters, {metadata["imputation"]["n_donors"]} donors; ONNX vs PyTorch '
+          f'{parity[STAGE1_FILE]:.2g} / {parity[CLASSIFIER_FILE]:.2g} -> {args.out}')
+    return os.path.abspath(args.out)
+
+
+if __name__ == '__main__':
+    main()
