@@ -12,10 +12,14 @@ for a stretch of frames, plus a few random joints):
     in memory-mapped files in a temporary directory: bank build, train and test imputation
     time and peak memory;
 (c) online: one window against its cluster (about 667 rows) of a 40,000-sequence bank,
-    p50 / p99 latency, and the same window against the whole bank::
+    p50 / p99 latency, against scikit-learn's ``transform`` of the same window with an imputer
+    fitted on that cluster, and the same window against the whole bank::
 
     python -m benchmarks.bench_imputer                 # (a) and (c)
     python -m benchmarks.bench_imputer --full          # (a), (b) and (c)
+
+Each line holds both sides measured in the same run; ``--blas-threads 1`` pins BLAS to one
+thread for both (on a busy 2-core machine two BLAS threads can be slower than one).
 """
 
 import argparse
@@ -148,24 +152,26 @@ def one_cluster(options, groups):
     print(f'(a) one cluster: {rows.shape[0]} x {rows.shape[1]} float32, '
           f'{hidden_share(rows):.1%} of joints hidden, '
           f'{np.isnan(rows).any(axis=0).sum()} features with NaN')
+    nan_knn_impute(rows, rows, groups=groups)                          # warm-up, untimed
     times = []
     for _ in range(options.repeats):
         start = time.perf_counter()
         ours, unfilled = nan_knn_impute(rows, rows, groups=groups, return_unfilled=True)
         times.append(time.perf_counter() - start)
-    ours_time = min(times)
+    ours_time, ours_median = min(times), float(np.median(times))
     start = time.perf_counter()
     nan_knn_impute(rows, rows, return_unfilled=True)
     plain_time = time.perf_counter() - start
     start = time.perf_counter()
     reference = KNNImputer(n_neighbors=5, weights='distance').fit(rows).transform(rows)
     sklearn_time = time.perf_counter() - start
-    print(f'    nan_knn_impute (groups)   {ours_time:8.3f} s  (best of {options.repeats}; '
-          f'{unfilled} values left NaN)')
+    print(f'    nan_knn_impute (groups)   {ours_time:8.3f} s  (best of {options.repeats}, median '
+          f'{ours_median:.3f} s; {unfilled} values left NaN)')
     print(f'    nan_knn_impute (no groups){plain_time:8.3f} s')
     print(f'    sklearn KNNImputer        {sklearn_time:8.3f} s')
-    print(f'    speed ratio {sklearn_time / ours_time:.0f}x (no groups '
-          f'{sklearn_time / plain_time:.0f}x); max |ours - sklearn| = '
+    print(f'    speed ratio {sklearn_time / ours_time:.0f}x (median '
+          f'{sklearn_time / ours_median:.0f}x; no groups {sklearn_time / plain_time:.0f}x); '
+          f'max |ours - sklearn| = '
           f'{np.abs(ours - reference).max():.2e} (sklearn on float32 input)')
     if options.check64:
         rows64 = rows.astype(np.float64)
@@ -291,6 +297,8 @@ def online(options, groups):
     p50, p99 = timings_ms(one_window, options.online_repeats)
     print(f'    own cluster: p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   (first call, preparing '
           f'the cluster: {cold:.0f} ms)')
+    if not options.skip_sklearn:
+        online_sklearn(options, bank, cluster, windows, p50, p99)
     whole = ClusterBank.from_clusters(centroids[:1], donors, np.zeros(len(donors), np.int64),
                                       groups=groups, dtype=np.float16)
     del donors
@@ -303,6 +311,27 @@ def online(options, groups):
           f'it: {whole_cold:.1f} s); ratio whole / cluster (p50) {whole_p50 / p50:.0f}x')
 
 
+def online_sklearn(options, bank, cluster, windows, p50, p99):
+    """Time (c) with scikit-learn: KNNImputer fitted on the cluster's donors, one window."""
+    from sklearn.impute import KNNImputer
+    imputer = KNNImputer(n_neighbors=5, weights='distance')
+    imputer.fit(bank.cluster_donors(cluster).astype(np.float32))
+    count = min(len(windows), options.sklearn_windows)
+    times, largest = [], 0.0
+    for i in range(count):
+        window = windows[i:i + 1]
+        start = time.perf_counter()
+        reference = imputer.transform(window)
+        times.append(time.perf_counter() - start)
+        ours, _ = bank.impute(window, [cluster])
+        largest = max(largest, float(np.abs(ours - reference).max()))
+    times = 1e3 * np.asarray(times)
+    sk50, sk99 = np.percentile(times, 50), np.percentile(times, 99)
+    print(f'    sklearn KNNImputer (fitted on the cluster, {count} windows): p50 {sk50:6.1f} ms '
+          f'  p99 {sk99:6.1f} ms; ratio (p50) {sk50 / p50:.0f}x, (p99) {sk99 / p99:.0f}x; '
+          f'max |ours - sklearn| = {largest:.2e}')
+
+
 def main(args=None):
     """Run the benchmarks and print their figures."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -310,14 +339,16 @@ def main(args=None):
                         help='also run (b), the NTU-60-xsub-sized set (several minutes, '
                              'about 4 GB of temporary files)')
     parser.add_argument('--skip-sklearn', action='store_true',
-                        help='skip (a), the comparison with scikit-learn (about 30 s)')
+                        help='skip the comparisons with scikit-learn: (a) and its part of (c) '
+                             '(about 30 s)')
     parser.add_argument('--skip-online', action='store_true', help='skip (c)')
     parser.add_argument('--check64', action='store_true',
                         help='in (a), also compare with scikit-learn on float64 input')
     parser.add_argument('--cluster-size', type=int, default=672,
                         help='rows of the cluster in (a) (default: 672)')
-    parser.add_argument('--repeats', type=int, default=3,
-                        help='timed runs of ours in (a), best taken (default: 3)')
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='timed runs of ours in (a), after one untimed; best and median '
+                             'reported (default: 5)')
     parser.add_argument('--train-size', type=int, default=40091,
                         help='train sequences in (b) (default: 40091, NTU-60 xsub)')
     parser.add_argument('--test-size', type=int, default=16487,
@@ -330,6 +361,8 @@ def main(args=None):
                         help='distinct windows imputed in (c) (default: 100)')
     parser.add_argument('--online-repeats', type=int, default=500,
                         help='timed windows in (c) (default: 500)')
+    parser.add_argument('--sklearn-windows', type=int, default=30,
+                        help='windows timed with scikit-learn in (c) (default: 30)')
     parser.add_argument('--blas-threads', type=int, default=None,
                         help='limit BLAS threads with threadpoolctl (default: BLAS default)')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')

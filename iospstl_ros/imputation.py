@@ -30,12 +30,18 @@ may take another of the tied donors, so exact ties can give different (equally n
 
 Speed and precision: distances come from float32 masked matrix products,
 ``sum((a - b)^2) = sum(a^2) + sum(b^2) - 2 sum(a b)`` over shared features, each with a bound
-on its float32 cancellation error. Every distance that might be 0, and every distance whose
-error could change which donors are chosen, is recomputed by summing squared differences
-directly, so the chosen donors and the zero-distance rule are those of the exact distances; the
-weights use the float32 distances, so imputed values agree with scikit-learn's float64 result
-to about 1e-5 of the data's scale (a few micrometres on camera-space skeletons). Donor
-selection is vectorised over (receiver, missing group) pairs; there is no loop over features.
+on its float32 cancellation error. Only the cross term needs all d features; the mask and
+squared-norm terms work on the G groups (d / 3 for skeletons), and for a few receivers (one
+online window) they are donor totals less the receiver's missing groups. Every distance that
+might be 0, every distance whose error could change which donors are chosen, and every chosen
+distance whose bound exceeds ``WEIGHT_ERROR`` of it is recomputed by summing squared
+differences directly (float32, without cancellation). The chosen donors and the
+zero-distance rule are therefore those of the exact distances, unless two of them differ by
+less than the float32 rounding of the values (about 1e-5 relative); imputed values agree with
+scikit-learn's float64 result to about 1e-5 of the data's scale (a few micrometres on
+camera-space skeletons). Donor selection is vectorised over (receiver, missing group) pairs:
+each receiver's nearest donors are sorted once and each pair takes the first of them that
+observe its group; there is no loop over features.
 """
 
 from collections import OrderedDict
@@ -53,16 +59,36 @@ BANK_FORMAT_VERSION = 1
 ERROR_BOUND = float(np.finfo(np.float32).eps)
 #: Largest set imputed from itself with full symmetric products (m x m float32 arrays).
 SYMMETRIC_MAX_ROWS = 4096
-#: Nearest donors looked at first per receiver; more only where too few observe a feature.
+#: Largest error bound, relative to the squared distance, that the weights of the chosen
+#: donors are computed from; looser chosen distances are recomputed (actual errors are about
+#: a hundredth of the bound, so weights are then good to about 1e-4 of themselves).
+WEIGHT_ERROR = 0.01
+#: Nearest donors of each receiver in which every missing group's donors are looked for first.
+PREFIX_CANDIDATES = 64
+#: Nearest donors looked at first per pair the prefix did not settle; more only where too few
+#: observe a feature.
 FIRST_CANDIDATES = 16
 #: Candidate slots (pairs x width) the first round may use when there are few pairs.
 _WIDTH_BUDGET = 1 << 14
-#: Pairs above which pairs sharing a receiver and a donor pattern are settled once.
-_DEDUPLICATE_ABOVE = 2048
+#: Distances up to which rows are sorted whole rather than partitioned.
+_SORT_WHOLE = 1 << 14
+#: (Pair, candidate) slots up to which the prefix is read in one gather (few receivers).
+_GATHER_WHOLE = 1 << 16
+#: Receivers up to which distances use the donors' transposed group sums (online windows).
+_FEW_RECEIVERS = 4
 #: Donor rows prepared (validated, centred, converted to float32) per step.
 _DONOR_ROWS_PER_STEP = 512
-#: Row pairs whose distance is recomputed directly per step.
-_PAIRS_PER_STEP = 128
+#: Row pairs whose distance is recomputed directly per step (their rows stay in cache).
+_PAIRS_PER_STEP = 32
+#: Multipliers that turn eight 0/1 bytes of a little-endian uint64 into their sum and into
+#: one byte of bits (bit k from byte k), in the top byte of the product.
+_BYTE_SUM = np.uint64(0x0101010101010101)
+_BYTE_BITS = np.uint64(0x0102040810204080)
+#: De Bruijn sequence and table: the position of a uint64's only set bit.
+_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DE_BRUIJN_POSITION = np.zeros(64, dtype=np.int64)
+_DE_BRUIJN_POSITION[[((1 << bit) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58
+                     for bit in range(64)]] = np.arange(64)
 
 
 def coordinate_groups(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
@@ -116,15 +142,17 @@ def _check_count(name, value):
 class _Grouping:
     """Features partitioned into groups that are always missing together.
 
-    Work arrays hold the features in group-major order (``order``), each group's features
-    side by side, so group sums are reshapes and a group's values one memory read.
+    Work arrays hold the features in a fixed order (``order``). Where every group has the same
+    size s, member k of group g sits at work position ``k * G + g``: group sums then add s
+    contiguous slices, and the flattened ``(C, T, V, M)`` layout with ``coordinate_groups``
+    is already in that order (no copy). Groups of different sizes sit side by side instead.
 
     Attributes
     ----------
     order : ndarray of shape (d,), int64, or None
         Feature at each work position; None where that is the identity.
     starts : ndarray of shape (G,), int64
-        Work position of each group's first feature.
+        Work position of each group's first feature (groups of different sizes).
     sizes : ndarray of shape (G,), int64
     size : int
         The common group size, 0 if sizes differ.
@@ -132,11 +160,13 @@ class _Grouping:
         Work positions of each group's features, padded with -1 to the largest size s.
     columns : ndarray of shape (G, s), int64
         The same as features (columns of the caller's arrays).
+    group_of : ndarray of shape (d,), int64
+        Group of each work position.
     """
 
     def __init__(self, groups, n_features):
         if groups is None:
-            self.order = None
+            index = np.arange(n_features)
             self.sizes = np.ones(n_features, dtype=np.int64)
         else:
             groups = np.asarray(groups)
@@ -144,16 +174,27 @@ class _Grouping:
                 raise ValueError(f'groups: expected an int array of shape ({n_features},), one '
                                  f'group per feature, got {groups.dtype} {groups.shape}')
             _, index, sizes = np.unique(groups, return_inverse=True, return_counts=True)
-            order = np.argsort(index.reshape(-1), kind='stable')
-            self.order = None if np.array_equal(order, np.arange(n_features)) else order
+            index = index.reshape(-1)
             self.sizes = sizes.astype(np.int64)
-        self.n_groups = len(self.sizes)
-        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.n_groups = n_groups = len(self.sizes)
         largest = int(self.sizes.max(initial=1))
         self.size = largest if np.all(self.sizes == largest) else 0
+        side_by_side = np.argsort(index, kind='stable')
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         offset = np.arange(largest)
-        self.positions = self.starts[:, None] + offset
-        self.positions[offset >= self.sizes[:, None]] = -1
+        if self.size:
+            member = np.empty(n_features, dtype=np.int64)
+            member[side_by_side] = np.tile(offset, n_groups)
+            order = np.empty(n_features, dtype=np.int64)
+            order[member * n_groups + index] = np.arange(n_features)
+            self.positions = np.arange(n_groups)[:, None] + n_groups * offset
+            self.group_of = np.tile(np.arange(n_groups), largest)
+        else:
+            order = side_by_side
+            self.positions = self.starts[:, None] + offset
+            self.positions[offset >= self.sizes[:, None]] = -1
+            self.group_of = np.repeat(np.arange(n_groups), self.sizes)
+        self.order = None if np.array_equal(order, np.arange(n_features)) else order
         if self.order is None:
             self.columns = self.positions
         else:
@@ -163,18 +204,12 @@ class _Grouping:
         """Features of ``x`` (r, d) in work order (a copy, or ``x`` itself for the identity)."""
         return x if self.order is None else np.take(x, self.order, axis=1)
 
-    def group_sum(self, x):
-        """Sum ``x`` (r, d), in work order, over each group: (r, G), same dtype."""
-        if self.size == 1:
-            return x
-        if self.size:
-            # Adding strided slices is much faster than numpy's reduction over a short axis.
-            x = x.reshape(len(x), self.n_groups, self.size)
-            total = x[:, :, 0].copy()
-            for member in range(1, self.size):
-                total += x[:, :, member]
-            return total
-        return np.add.reduceat(x, self.starts, axis=1)
+    def group_squares(self, x):
+        """Sum ``x ** 2`` (r, d), in work order, over each group: (r, G), same dtype."""
+        if not self.size:
+            return np.add.reduceat(x * x, self.starts, axis=1)
+        x = x.reshape(len(x), self.size, self.n_groups)
+        return np.einsum('rkg,rkg->rg', x, x)
 
     def missing_groups(self, missing, name, rows):
         """Reduce a feature mask to groups, checking that each group is missing as a whole.
@@ -195,16 +230,18 @@ class _Grouping:
         if self.size == 1:
             return missing
         if self.size:
-            members = missing.reshape(len(missing), self.n_groups, self.size)
-            missing_group = members[:, :, 0].copy()
-            partial = np.zeros_like(missing_group)
+            members = missing.reshape(len(missing), self.size, self.n_groups)
+            missing_group = members[:, 0]
+            partial = None
             for member in range(1, self.size):
-                partial |= members[:, :, member] != missing_group
+                if np.not_equal(members[:, member], missing_group).any():
+                    partial = np.not_equal(members[:, member], missing_group)
+                    break
         else:
             count = np.add.reduceat(missing, self.starts, axis=1, dtype=np.int64)
             missing_group = count > 0
             partial = missing_group & (count != self.sizes)
-        if partial.any():
+        if partial is not None and partial.any():
             row, group = np.argwhere(partial)[0]
             features = self.columns[group][self.columns[group] >= 0].tolist()
             raise ValueError(
@@ -223,15 +260,17 @@ class _Donors:
         Donors minus ``center``; 0 where missing.
     present : ndarray of shape (m, G), bool
         True where the donor observes the group.
-    present_t : ndarray of shape (G, m), bool
-        Its transpose, for gathers along donors.
+    present_t : ndarray of shape (G, m + 1), bool
+        Its transpose, for gathers along donors, with a last column of False (donor ``m``
+        stands for "no donor" and observes nothing).
     present_f : ndarray of shape (m, G), float32
     squares : ndarray of shape (m, G), float32
         Sum of ``values ** 2`` over each group's features.
     center : ndarray of shape (d,), float32
-        Mean of each feature over the donors that observe it; 0 where none does.
-    column_mean : ndarray of shape (d,), float64
-        The same in float64; NaN where no donor observes the feature.
+        Mean of each feature over the donors that observe it (float32 sums: distances do not
+        depend on the centre, it only keeps the values small); 0 where none does.
+    count : ndarray of shape (G,), int64
+        Donors that observe each group.
     has_group : ndarray of shape (G,), bool
         True where at least one donor observes the group.
     """
@@ -249,31 +288,81 @@ class _Donors:
             missing = np.isnan(block)
             self.present[start:stop] = ~grouping.missing_groups(missing, name,
                                                                 np.arange(start, stop))
-            step_total = np.where(missing, 0.0, block).sum(axis=0, dtype=np.float64)
-            if not np.isfinite(step_total).all():
-                row = start + np.argwhere(np.isinf(block))[0, 0]
-                raise ValueError(f'{name} row {row}: expected finite values or NaN, got inf')
-            total += step_total
-            if not reread:
+            if reread:
+                block = np.where(missing, 0.0, block)
+            else:
                 self.values[start:stop] = block
-        count = np.repeat(self.present.sum(axis=0), grouping.sizes)
+                block = self.values[start:stop]
+                np.copyto(block, 0.0, where=missing)
+            step_total = block.sum(axis=0)
+            if not np.isfinite(step_total).all():
+                if np.isinf(block).any():
+                    row = start + np.argwhere(np.isinf(block))[0, 0]
+                    raise ValueError(f'{name} row {row}: expected finite values or NaN, got '
+                                     'inf')
+                step_total = block.sum(axis=0, dtype=np.float64)
+            total += step_total
+        self.count = self.present.sum(axis=0)
+        count = self.count[grouping.group_of]
         with np.errstate(invalid='ignore', divide='ignore'):
-            self.column_mean = np.where(count > 0, total / count, np.nan)
-        self.center = np.where(count > 0, self.column_mean, 0.0).astype(np.float32)
-        self.squares = np.empty((m, grouping.n_groups), dtype=np.float32)
+            self.center = np.where(count > 0, total / count, 0.0).astype(np.float32)
+        self.squares = squares = np.empty((m, grouping.n_groups), dtype=np.float32)
         for start in range(0, m, _DONOR_ROWS_PER_STEP):
             stop = min(m, start + _DONOR_ROWS_PER_STEP)
+            block = self.values[start:stop]
             if reread:
                 source = grouping.to_work(_as_work_float(raw[start:stop]))
+                block[:] = _centre(source, np.isnan(source), self.center)
             else:
-                source = self.values[start:stop]
-            block = self.values[start:stop]
-            block[:] = _centre(source, np.isnan(source), self.center)
-            self.squares[start:stop] = grouping.group_sum(block * block)
-        self.present_t = np.ascontiguousarray(self.present.T)
+                block -= self.center
+                absent = ~self.present[start:stop]
+                if grouping.size:
+                    np.copyto(block.reshape(len(block), grouping.size, -1), 0.0,
+                              where=absent[:, None, :])
+                else:
+                    np.copyto(block, 0.0, where=np.repeat(absent, grouping.sizes, axis=1))
+            squares[start:stop] = grouping.group_squares(block)
+        self.present_t = np.zeros((grouping.n_groups, m + 1), dtype=bool)
+        self.present_t[:, :m] = self.present.T
         self.present_f = self.present.astype(np.float32)
-        self.has_group = self.present.any(axis=0)
+        self._few = None
+        self.has_group = self.count > 0
         self.grouping = grouping
+
+    def by_group(self):
+        """Arrays for a few receivers (online windows), made on first use.
+
+        Returns
+        -------
+        squares_t : ndarray of shape (G, m), float32
+            ``squares`` transposed (a receiver's missing groups are rows of it).
+        square_total : ndarray of shape (m,), float32
+            Sum of ``values ** 2`` over each donor.
+        group_count : ndarray of shape (m,), float32
+            Groups each donor observes.
+        """
+        if self._few is None:
+            self._few = (np.ascontiguousarray(self.squares.T),
+                         self.squares.sum(axis=1, dtype=np.float64).astype(np.float32),
+                         self.present.sum(axis=1).astype(np.float32))
+        return self._few
+
+    def feature_mean(self, positions):
+        """Mean of features over the donors that observe them, in float64.
+
+        Parameters
+        ----------
+        positions : ndarray of int
+            Work positions, each of a group some donor observes.
+
+        Returns
+        -------
+        mean : ndarray of float64, the shape of ``positions``
+        """
+        flat = positions.reshape(-1)
+        summed = self.values[:, flat].sum(axis=0, dtype=np.float64)
+        mean = self.center[flat] + summed / self.count[self.grouping.group_of[flat]]
+        return mean.reshape(positions.shape)
 
 
 def _as_work_float(x):
@@ -306,7 +395,8 @@ def _centre(rows, missing, center):
 def _smallest(values, width):
     """Column indices of the ``width`` smallest entries of each row, ascending (NaN last).
 
-    Equal values are ordered by column index, so the result is deterministic.
+    Equal values are ordered by column index, so the result is deterministic. A few rows are
+    sorted whole (fewer calls).
 
     Parameters
     ----------
@@ -319,8 +409,8 @@ def _smallest(values, width):
     order : ndarray of shape (r, width), int64
     """
     m = values.shape[1]
-    if width >= m:
-        return np.argsort(values, axis=1, kind='stable')
+    if width >= m or values.size <= _SORT_WHOLE:
+        return np.argsort(values, axis=1, kind='stable')[:, :width]
     part = np.argpartition(values, width - 1, axis=1)[:, :width]
     part.sort(axis=1)
     rank = np.argsort(np.take_along_axis(values, part, axis=1), axis=1, kind='stable')
@@ -360,14 +450,29 @@ def _approximate_squared(donors, centred, observed):
     """
     grouping = donors.grouping
     r, d = centred.shape
-    norms = grouping.group_sum(centred * centred)
+    norms = grouping.group_squares(centred)
     # Donors on the left: faster for few receivers (BLAS streams the donor matrix once).
-    rhs = np.concatenate([norms, observed * grouping.sizes.astype(np.float32)]).T
-    both = (donors.present_f @ rhs).T
-    norm_sum = both[:r] + (donors.squares @ observed.T).T
     cross = np.ascontiguousarray((donors.values @ centred.T).T)
-    return _finish_squared(cross, np.ascontiguousarray(norm_sum), np.ascontiguousarray(both[r:]),
-                           d)
+    if r > _FEW_RECEIVERS or not grouping.size:
+        rhs = np.concatenate([norms, observed * grouping.sizes.astype(np.float32)]).T
+        both = (donors.present_f @ rhs).T
+        norm_sum = both[:r] + (donors.squares @ observed.T).T
+        return _finish_squared(cross, np.ascontiguousarray(norm_sum),
+                               np.ascontiguousarray(both[r:]), d)
+    # Few receivers (online): the donor sums over a receiver's observed groups are the donor
+    # totals less the sums over its few missing groups, read as rows of the transposed arrays.
+    m = len(donors.values)
+    squares_t, square_total, group_count = donors.by_group()
+    norm_sum = np.ascontiguousarray((donors.present_f @ norms.T).T)
+    shared = np.empty((r, m), dtype=np.float32)
+    for receiver in range(r):
+        missing = np.flatnonzero(observed[receiver] == 0)
+        norm_sum[receiver] += square_total
+        norm_sum[receiver] -= squares_t[missing].sum(axis=0)
+        shared[receiver] = group_count
+        shared[receiver] -= np.count_nonzero(donors.present_t[missing, :m], axis=0)
+    shared *= np.float32(grouping.size)
+    return _finish_squared(cross, norm_sum, shared, d)
 
 
 def _approximate_squared_self(donors):
@@ -430,11 +535,11 @@ def _refine(donors, centred, observed, scale, squared, error, row, donor):
     exact = np.empty(len(row), dtype=np.float32)
     for start in range(0, len(row), _PAIRS_PER_STEP):
         i, s = row[start:start + _PAIRS_PER_STEP], donor[start:start + _PAIRS_PER_STEP]
-        diff = donors.values[s] - centred[i]
-        diff *= diff
-        summed = donors.grouping.group_sum(diff)
-        summed *= donors.present_f[s]
-        exact[start:start + len(i)] = np.einsum('pg,pg->p', summed, observed[i])
+        diff = np.take(donors.values, s, axis=0)
+        diff -= np.take(centred, i, axis=0)
+        summed = donors.grouping.group_squares(diff)
+        exact[start:start + len(i)] = np.einsum('pg,pg,pg->p', summed, donors.present_f[s],
+                                                observed[i])
     squared[row, donor] = exact * scale[row, donor]
     error[row, donor] = 0.0
 
@@ -446,7 +551,8 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
     donor it keeps is surely nearer than every one it leaves out, given the error bounds;
     otherwise the distances whose error bars overlap at the boundary are recomputed, or more
     candidates are looked at, and the pair is checked again. The chosen donors are therefore
-    those of the exact distances (up to exact ties).
+    those of the exact distances (up to exact ties). Most pairs are settled from their
+    receiver's nearest donors (:func:`_prefix_choice`); the rest by a search that widens.
 
     Parameters
     ----------
@@ -463,9 +569,9 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
     chosen : ndarray of shape (P, n_neighbors), int64
         Donor rows among donors with a finite distance that observe the group, nearest first;
         -1 pads pairs with fewer such donors.
-    squared : ndarray of shape (r, m), float32
-        Squared distances: exact where recomputed (every possible zero included), else within
-        a relative error of about 1e-5 of the rows' norms.
+    approx : tuple of ndarray of shape (r, m), float32
+        ``squared, error, scale``: squared distances exact where recomputed (every possible
+        zero included, error 0 there), else within ``error``.
     """
     if approx is None:
         approx = _approximate_squared(donors, centred, observed)
@@ -477,10 +583,10 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
     if maybe_zero[0].size:
         _refine(donors, centred, observed, scale, squared, error, *maybe_zero)
     row_error = np.where(finite, error, 0.0).max(axis=1, initial=0.0)
-    chosen = np.full((len(pair_row), n_neighbors), -1, dtype=np.int64)
-    todo = np.arange(len(pair_row))
+    chosen, todo = _prefix_choice(donors, centred, observed, approx, row_error, pair_row,
+                                  pair_group, n_neighbors)
     # Few pairs (one window online): look at more candidates at once, saving rounds.
-    width = max(FIRST_CANDIDATES, 2 * n_neighbors, _WIDTH_BUDGET // max(len(pair_row), 1))
+    width = max(FIRST_CANDIDATES, 2 * n_neighbors, _WIDTH_BUDGET // max(len(todo), 1))
     width = min(m, width, 64)
     slot_of_row = np.empty(r, dtype=np.int64)
     while todo.size:
@@ -500,61 +606,202 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
             beyond = np.full(len(rows), np.inf, dtype=np.float32)
         value = squared[rows[:, None], candidates]
         bound = error[rows[:, None], candidates]
-        usable = np.take(donors.present_t, (pair_group[todo] * m)[:, None] + candidates[position])
+        usable = np.take(donors.present_t,
+                         (pair_group[todo] * (m + 1))[:, None] + candidates[position])
         usable &= ~np.isnan(value)[position]
-        # Pairs of one receiver whose group is observed by the same candidates share the
-        # outcome: settle each distinct (receiver, pattern) once.
-        if width <= 64 and len(todo) > _DEDUPLICATE_ABOVE:
-            first, inverse = _distinct_patterns(position, usable)
-        else:
-            first = inverse = np.arange(len(todo))
-        at = position[first]
-        slots, settled, zone, wider = _settle(value[at], bound[at], beyond[at], usable[first],
-                                              n_neighbors)
-        done = settled[inverse]
-        picked = np.take_along_axis(candidates[at], np.maximum(slots, 0), axis=1)
+        slots, settled, zone, wider = _settle(value[position], bound[position],
+                                              beyond[position], usable, n_neighbors)
+        picked = np.take_along_axis(candidates[position], np.maximum(slots, 0), axis=1)
         picked[slots < 0] = -1
-        chosen[todo[done]] = picked[inverse[done]]
+        chosen[todo[settled]] = picked[settled]
         if zone.any():
             unit, slot = np.nonzero(zone)
-            key = np.unique(rows[at[unit]] * m + candidates[at[unit], slot])
+            key = np.unique(rows[position[unit]] * m + candidates[position[unit], slot])
             _refine(donors, centred, observed, scale, squared, error, key // m, key % m)
         if wider.any():
             width = min(m, 2 * width)
-        todo = todo[~done]
-    return chosen, squared
+        todo = todo[~settled]
+    return chosen, approx
 
 
-def _distinct_patterns(position, usable):
-    """Group pairs by (receiver, usable pattern).
+def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_group,
+                   n_neighbors, refine=True):
+    """Settle most pairs from the nearest ``PREFIX_CANDIDATES`` donors of their receiver.
+
+    Each receiver's nearest candidates are sorted once. A pair takes the first
+    ``n_neighbors`` candidates that observe its group (found eight candidates at a time, for
+    the pairs still short of them); the choice is sure when every candidate up to the last
+    one taken is nearer, error bounds included, than every candidate after it and every donor
+    past the prefix. Where a cut is unsure, the distances whose error bars straddle it are
+    recomputed (:func:`_refine`) and those pairs are tried once more; pairs still open are
+    left to the general search of :func:`_select_donors`.
 
     Parameters
     ----------
-    position : ndarray of shape (P,), int64
-    usable : ndarray of shape (P, W), bool
-        ``W <= 64``.
+    donors : _Donors
+    centred : ndarray of shape (r, d), float32
+    observed : ndarray of shape (r, G), float32
+    approx : tuple of ndarray of shape (r, m), float32
+        ``squared, error, scale`` (:func:`_approximate_squared`); recomputed entries are
+        updated in place.
+    row_error : ndarray of shape (r,), float32
+        Largest finite error bound of each receiver.
+    pair_row, pair_group : ndarray of shape (P,), int64
+    n_neighbors : int
+    refine : bool
+        Recompute the distances at unsure cuts and try those pairs again.
 
     Returns
     -------
-    first : ndarray of shape (U,), int64
-        One pair of each distinct (position, pattern).
-    inverse : ndarray of shape (P,), int64
-        Index into ``first`` of each pair.
+    chosen : ndarray of shape (P, n_neighbors), int64
+        Donor rows of the settled pairs, nearest first, -1 padded; all -1 for the others.
+    todo : ndarray of shape (U,), int64
+        The pairs left open.
     """
-    bits = np.packbits(usable, axis=1, bitorder='little')
-    if bits.shape[1] <= 4:
-        bits = np.pad(bits, ((0, 0), (0, 4 - bits.shape[1]))).view('<u4').reshape(-1)
-        key = (position.astype(np.int64) << 32) | bits
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        return first, inverse.reshape(-1)
-    bits = np.pad(bits, ((0, 0), (0, 8 - bits.shape[1]))).view('<u8').reshape(-1)
-    order = np.lexsort((bits, position))
-    change = np.ones(len(order), dtype=bool)
-    change[1:] = (np.diff(position[order]) != 0) | (np.diff(bits[order]) != 0)
-    first = order[change]
-    inverse = np.empty(len(order), dtype=np.int64)
-    inverse[order] = np.cumsum(change) - 1
-    return first, inverse
+    squared, error, scale = approx
+    r, m = squared.shape
+    width = min(m, PREFIX_CANDIDATES)
+    n_pairs = len(pair_row)
+    chosen = np.full((n_pairs, n_neighbors), -1, dtype=np.int64)
+    if n_neighbors > width // 2 or not n_pairs:
+        return chosen, np.arange(n_pairs)
+    needed = np.zeros(r, dtype=bool)
+    needed[pair_row] = True
+    rows = np.flatnonzero(needed)
+    if len(rows) == r:
+        near, row_of = squared, pair_row
+    else:
+        slot_of_row = np.zeros(r, dtype=np.int64)
+        slot_of_row[rows] = np.arange(len(rows))
+        near, row_of = squared[rows], slot_of_row[pair_row]
+    if width < m:
+        order = _smallest(near, width + 1)
+        beyond = np.take_along_axis(near, order[:, width:], axis=1)[:, 0] - row_error[rows]
+        beyond[np.isnan(beyond)] = np.inf
+        order = np.ascontiguousarray(order[:, :width])
+    else:
+        order = np.argsort(near, axis=1, kind='stable')
+        beyond = np.full(len(rows), np.inf, dtype=np.float32)
+    value = np.take_along_axis(near, order, axis=1)
+    bound = np.take_along_axis(error[rows], order, axis=1)
+    finite = ~np.isnan(value)
+    # Cut after candidate k: reach[k] (farthest the first k + 1 can be) must stay below
+    # after[k] (nearest any other donor can be).
+    upper = np.where(finite, value + bound, -np.inf)
+    reach = np.maximum.accumulate(upper, axis=1)
+    lower = np.where(finite, value - bound, np.inf)
+    after = np.empty_like(lower)
+    after[:, -1] = beyond
+    np.minimum.accumulate(lower[:, :0:-1], axis=1, out=after[:, -2::-1])
+    np.minimum(after[:, :-1], beyond[:, None], out=after[:, :-1])
+    sure = reach < after
+    # Donor m observes nothing: candidates at an undefined distance are never usable.
+    lookup = np.where(finite, order, m)
+    if n_pairs * width <= _GATHER_WHOLE:
+        index = np.take(lookup, row_of, axis=0)
+        index += (pair_group * (m + 1))[:, None]
+        slots = _first_usable(np.take(donors.present_t.reshape(-1), index), n_neighbors)
+    else:
+        slots = _first_usable_by_eight(donors, lookup, row_of, pair_group, n_neighbors)
+    last = slots[:, -1]
+    short = last < 0
+    settled = np.take(sure, row_of * width + np.maximum(last, 0))
+    settled[short] = np.isinf(beyond[row_of[short]])
+    picked = np.take(order, (row_of * width)[:, None] + np.maximum(slots, 0))
+    np.copyto(chosen, picked, where=(slots >= 0) & settled[:, None])
+    todo = np.flatnonzero(~settled)
+    unsure = todo[~short[todo]]
+    if not (refine and unsure.size):
+        return chosen, todo
+    # Recompute the candidates whose error bars straddle an unsure cut, then try again.
+    row, cut = row_of[unsure], last[unsure]
+    slot = np.arange(width)
+    zone = np.where(slot <= cut[:, None], upper[row] >= after[row, cut][:, None],
+                    lower[row] <= reach[row, cut][:, None])
+    zone &= bound[row] > 0
+    unit, position = np.nonzero(zone)
+    key = np.unique(rows[row[unit]] * m + order[row[unit], position])
+    _refine(donors, centred, observed, scale, squared, error, key // m, key % m)
+    again, left = _prefix_choice(donors, centred, observed, approx, row_error,
+                                 pair_row[unsure], pair_group[unsure], n_neighbors, False)
+    chosen[unsure] = again
+    left_open = np.zeros(n_pairs, dtype=bool)
+    left_open[todo] = True
+    left_open[unsure] = False
+    left_open[unsure[left]] = True
+    return chosen, np.flatnonzero(left_open)
+
+
+def _first_usable(usable, n_neighbors):
+    """Positions of the first ``n_neighbors`` True entries of each row of ``usable`` (P, W).
+
+    Returns
+    -------
+    slots : ndarray of shape (P, n_neighbors), int64
+        Ascending; -1 pads rows with fewer.
+    """
+    rank = np.cumsum(usable, axis=1, dtype=np.int32)
+    slots = np.empty((len(usable), n_neighbors), dtype=np.int64)
+    for k, slot in enumerate(slots.T):
+        reached = rank > k
+        slot[:] = np.where(reached[:, -1], np.argmax(reached, axis=1), -1)
+    return slots
+
+
+def _first_usable_by_eight(donors, lookup, row_of, pair_group, n_neighbors):
+    """:func:`_first_usable` of ``donors.present_t[pair_group, lookup[row_of]]``, in parts.
+
+    The candidates are read eight at a time (eight 0/1 bytes read as one uint64 per pair),
+    only by the pairs still short of ``n_neighbors`` usable ones; the usable ones are kept as
+    bits.
+
+    Parameters
+    ----------
+    donors : _Donors
+    lookup : ndarray of shape (R, W), int64
+        Candidates of each receiver, m (observes nothing) where unusable.
+    row_of, pair_group : ndarray of shape (P,), int64
+        Receiver (row of ``lookup``) and group of each pair.
+    n_neighbors : int
+
+    Returns
+    -------
+    slots : ndarray of shape (P, n_neighbors), int64
+    """
+    n_pairs, width = len(row_of), lookup.shape[1]
+    nobody = donors.present_t.shape[1] - 1
+    padded = np.full((len(lookup), -(-width // 8) * 8), nobody, dtype=np.int64)
+    padded[:, :width] = lookup
+    blocks = padded.reshape(len(lookup), -1, 8).transpose(1, 0, 2).copy()
+    present = donors.present_t.reshape(-1)
+    bits = np.zeros(n_pairs, dtype=np.uint64)
+    count = np.zeros(n_pairs, dtype=np.uint64)
+    pair = np.arange(n_pairs)
+    pair_base, pair_row, pair_bits = (pair_group * (nobody + 1))[:, None], row_of, bits
+    for block, shift in zip(blocks, range(0, width, 8)):
+        index = np.take(block, pair_row, axis=0)
+        index += pair_base
+        eight = np.take(present, index).view(np.uint64)[:, 0]
+        count += (eight * _BYTE_SUM) >> np.uint64(56)
+        pair_bits |= ((eight * _BYTE_BITS) >> np.uint64(56)) << np.uint64(shift)
+        short = count < n_neighbors
+        if not short.all():
+            if pair_bits is not bits:
+                bits[pair] = pair_bits
+            pair, pair_base, pair_row = pair[short], pair_base[short], pair_row[short]
+            pair_bits, count = pair_bits[short], count[short]
+            if not pair.size:
+                break
+    if pair_bits is not bits:
+        bits[pair] = pair_bits
+    slots = np.empty((n_neighbors, n_pairs), dtype=np.int64)
+    for slot in slots:
+        lowest = bits & (~bits + np.uint64(1))
+        np.take(_DE_BRUIJN_POSITION, ((lowest * _DE_BRUIJN) >> np.uint64(58)).astype(np.intp),
+                out=slot)
+        slot[lowest == 0] = -1
+        bits ^= lowest
+    return slots.T
 
 
 def _settle(value, bound, beyond, usable, n_neighbors):
@@ -648,41 +895,64 @@ def _impute_block(donors, block, n_neighbors, first_row, approx=None, numbers=No
         centred, observed = donors.values[at], donors.present_f[at]
         approx = tuple(array[at] for array in approx)
     pair_row, pair_group = np.nonzero(fillable)
-    chosen, squared = _select_donors(donors, centred, observed, pair_row, pair_group,
-                                     n_neighbors, approx)
-
+    chosen, approx = _select_donors(donors, centred, observed, pair_row, pair_group,
+                                    n_neighbors, approx)
+    squared, error, scale = approx
     valid = chosen >= 0
-    safe = np.where(valid, chosen, 0)
-    chosen_distance = np.sqrt(squared[pair_row[:, None], safe].astype(np.float64))
-    at_zero = valid & (chosen_distance == 0)
+    safe = np.maximum(chosen, 0)
+    m = squared.shape[1]
+    flat = (pair_row * m)[:, None] + safe
+    # Weights come from the float32 distances; recompute those whose bound is loose.
+    loose = valid & (np.take(error, flat) > WEIGHT_ERROR * np.take(squared, flat))
+    if loose.any():
+        key = np.unique(flat[loose])
+        _refine(donors, centred, observed, scale, squared, error, key // m, key % m)
+    distance = np.sqrt(np.take(squared, flat))
+    at_zero = valid & (distance == 0)
     with np.errstate(divide='ignore', invalid='ignore'):
-        weights = np.where(valid, 1.0 / chosen_distance, 0.0)
-    exact = at_zero.any(axis=1)
-    weights[exact] = at_zero[exact]
-    total = weights.sum(axis=1)
+        weights = np.where(valid, 1.0 / distance, np.float32(0.0))
+    if at_zero.any():
+        exact = at_zero.any(axis=1)
+        weights[exact] = at_zero[exact]
+    total = np.einsum('pk->p', weights)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        weights /= total[:, None]
 
-    positions = np.maximum(grouping.positions[pair_group], 0)
-    if grouping.size:
-        # One index per (pair, donor): the group's features are adjacent in work order.
-        by_group = donors.values.reshape(-1, grouping.size)
-        neighbours = np.take(by_group, safe * grouping.n_groups + pair_group[:, None], axis=0)
-    else:
-        flat = (safe * donors.values.shape[1])[:, :, None] + positions[:, None, :]
-        neighbours = np.take(donors.values, flat)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        estimate = np.einsum('pk,pks->ps', weights, neighbours.astype(np.float64))
-        estimate /= total[:, None]
-    estimate += donors.center[positions]
     # All distances NaN: the feature's mean over the donors that observe it.
-    no_distance = total == 0
-    estimate[no_distance] = donors.column_mean[positions[no_distance]]
-    columns = grouping.columns[pair_group]
-    target_row = np.broadcast_to(todo[pair_row][:, None], columns.shape)
-    if grouping.size:
-        block[target_row, columns] = estimate
-    else:
-        real = columns >= 0
-        block[target_row[real], columns[real]] = estimate[real]
+    no_distance = np.flatnonzero(total == 0)
+    d = donors.values.shape[1]
+    values, center = donors.values.reshape(-1), donors.center
+    donor_start = safe * d
+    target = todo[pair_row] * d
+    # Member k of group g at k * G + g, in both arrays: offset views and no per-member indices.
+    offset = grouping.size and grouping.order is None and block.flags.c_contiguous
+    if offset:
+        donor_start += pair_group[:, None]
+        target += pair_group
+        flat_block = block.reshape(-1)
+    # One member of every pair's group at a time: (P, n_neighbors) gathers, no 3-D temporaries.
+    for member in range(grouping.positions.shape[1]):
+        if offset:
+            start = member * grouping.n_groups
+            neighbours = np.take(values[start:], donor_start)
+            shift = np.take(center[start:], pair_group)
+        else:
+            position = grouping.positions[pair_group, member]
+            real = position >= 0
+            position = np.maximum(position, 0)
+            neighbours = np.take(values, donor_start + position[:, None])
+            shift = center[position]
+        # Centred values are averaged in float32; the centre is added back in the output type.
+        estimate = np.einsum('pk,pk->p', weights, neighbours).astype(block.dtype, copy=False)
+        estimate += shift
+        if no_distance.size:
+            estimate[no_distance] = donors.feature_mean(
+                np.maximum(grouping.positions[pair_group[no_distance], member], 0))
+        if offset:
+            np.put(flat_block[start:], target, estimate)
+        else:
+            column = grouping.columns[pair_group, member]
+            np.put(block, target[real] + column[real], estimate[real])
     return unfilled
 
 
@@ -696,7 +966,7 @@ def _impute_rows(donors, receivers, n_neighbors, chunk_size, themselves=False, n
     approx = None
     if themselves and len(out) <= SYMMETRIC_MAX_ROWS:
         # All-pairs symmetric products cost about as much as products for half of the rows.
-        if 2 * np.count_nonzero(np.isnan(out).any(axis=1)) >= len(out) > 0:
+        if 2 * np.count_nonzero(~donors.present.all(axis=1)) >= len(out) > 0:
             approx = _approximate_squared_self(donors)
     unfilled = 0
     for start in range(0, len(out), chunk_size):
@@ -739,8 +1009,10 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, chunk_size=
         group is partly missing raises ValueError.
     chunk_size : int
         Receivers processed together. Memory beyond the inputs and the output: about
-        ``4 * m * (d + 4 * G)`` bytes for the prepared donors (G groups) plus
-        ``chunk_size * (12 * d + 40 * m)`` bytes, or ``24 * m * m`` when receivers are donors.
+        ``4 * m * (d + 2.5 * G)`` bytes for the prepared donors (G groups; ``4 * m * G`` more
+        when at most four receivers come at once) plus ``chunk_size * (12 * d + 40 * m)``
+        bytes, or ``24 * m * m`` when receivers are donors, plus about 200 bytes per missing
+        group of a chunk's receivers.
     return_unfilled : bool
         Also return the number of values left NaN.
 
@@ -780,9 +1052,10 @@ class ClusterBank:
     imputed from themselves, is ``nan_knn_impute(rows, rows, groups=groups)`` on the float32
     rows of the cluster.
 
-    A cluster's donors are prepared (float32, centred, about ``4 * n_k * (d + 4 * G)`` bytes,
-    30 MB for 667 NTU windows) on first use and cached; the cache makes the object unsafe to
-    share between threads.
+    A cluster's donors are prepared (float32, centred, about ``4 * n_k * (d + 3.5 * G)``
+    bytes, 43 MB for 667 NTU windows) on first use and cached; the cache makes the object
+    unsafe to share between threads. One window then reads about 27 MB of it (the donor values
+    once, for the cross term, and the group mask once), so latency follows memory bandwidth.
 
     Parameters
     ----------

@@ -144,6 +144,107 @@ def test_uneven_shuffled_groups_and_both_paths_match_sklearn():
             assert np.abs(ours - reference).max() <= 1e-4
 
 
+def test_equal_groups_side_by_side_match_sklearn():
+    # x, y, z of a joint adjacent (not the (C, T, V, M) layout): the work order is a permutation.
+    rng = np.random.default_rng(7)
+    groups = np.repeat(np.arange(120), 3)
+    rows = rng.normal(0, 0.2, (150, 360)) + rng.normal(0, 1, (150, 1))
+    hidden = rng.random((150, 120)) < 0.2
+    rows[hidden[:, groups]] = nan
+    from sklearn.impute import KNNImputer
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(rows).transform(rows)
+    for donors in (rows, rows.copy()):
+        assert np.abs(nan_knn_impute(rows, donors, groups=groups) - reference).max() <= 1e-4
+
+
+def test_donors_beyond_the_nearest_prefix_are_found():
+    # Only the 20 farthest of 100 donors observe the last group, so its donors lie past the
+    # PREFIX_CANDIDATES nearest and the widening search must reach them.
+    from iospstl_ros.imputation import PREFIX_CANDIDATES
+    donors = np.zeros((100, 3))
+    donors[:, 0] = np.arange(1, 101)             # receiver-donor distance grows with the row
+    donors[:, 1:] = np.arange(100)[:, None] * 10.0
+    donors[:80, 1:] = nan
+    assert 100 - 20 > PREFIX_CANDIDATES
+    out, unfilled = impute([[0.0, nan, nan]], donors, 5, groups=[0, 1, 1])
+    distance = np.sqrt(3.0 * np.arange(81, 86) ** 2)    # d / p = 3 / 1
+    weights = 1 / distance
+    expected = (weights * np.arange(80, 85) * 10.0).sum() / weights.sum()
+    assert out[0, 1:] == pytest.approx([expected, expected], rel=1e-6)
+    assert unfilled == 0
+
+
+def test_near_duplicates_far_from_the_centre_choose_the_exact_donors():
+    # Donors come in bunches of near-duplicates (1e-4 apart) of rows far from the mean: float32
+    # products cannot rank a bunch, so the recomputed distances must (one wrong donor moves a
+    # value by about 1e-5; compared with float64 scikit-learn).
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(8)
+    bunch = np.repeat(rng.uniform(-1, 1, (15, 1)) + rng.normal(0, 0.3, (15, 90)), 20, axis=0)
+    donors = bunch + rng.normal(0, 1e-4, bunch.shape)
+    receivers = bunch[::15] + rng.normal(0, 1e-4, (20, 90))
+    groups = np.tile(np.arange(30), 3)
+    receivers[:, (groups >= 10) & (groups < 15)] = nan
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(donors).transform(receivers)
+    for by_group in (groups, None):
+        ours = nan_knn_impute(receivers, donors, groups=by_group)
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6)
+
+
+def test_donors_closer_than_the_product_error_are_ranked_exactly():
+    # Two donors on opposite sides of each receiver, 0.1 % apart in squared distance (about
+    # 0.03), far from the donors' mean: float32 products cannot order them (error about 0.2),
+    # so the nearer is only chosen if the unsure cut is recomputed. Its value is 20.
+    rng = np.random.default_rng(11)
+    receivers = np.full((10, 31), nan)
+    donors = [np.c_[-100.0 + rng.normal(0, 1, (60, 30)), np.zeros(60)]]
+    for i in range(10):
+        receivers[i, :30] = 100.0 + rng.normal(0, 1, 30)
+        step = rng.normal(0, 1, 30)
+        donors.append(np.r_[receivers[i, :30] + step, 10.0][None])
+        donors.append(np.r_[receivers[i, :30] - step * (1 - 5e-4), 20.0][None])
+    out, unfilled = impute(receivers, np.concatenate(donors), 1)
+    assert out[:, 30].tolist() == [20.0] * 10 and unfilled == 0
+
+
+def test_one_window_and_batches_agree():
+    # Up to a few receivers the distances use another formula (rows of transposed donor sums).
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(9)
+    rows, groups = occluded_rows(rng, 230, num_frames=6)
+    donors, receivers = rows[:200], rows[200:]
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(donors).transform(receivers)
+    batch = nan_knn_impute(receivers, donors, groups=groups)
+    single = np.concatenate([nan_knn_impute(row[None], donors, groups=groups)
+                             for row in receivers])
+    np.testing.assert_allclose(single, batch, rtol=0, atol=1e-5)
+    assert np.abs(single - reference).max() <= 1e-4
+
+
+def test_first_usable_by_eight_matches_the_whole_gather():
+    from iospstl_ros.imputation import _first_usable, _first_usable_by_eight
+    rng = np.random.default_rng(10)
+    m, n_groups, width = 50, 7, 29                   # width not a multiple of eight
+
+    class Donors:
+        present_t = np.zeros((n_groups, m + 1), dtype=bool)
+
+    Donors.present_t[:, :m] = rng.random((n_groups, m)) < 0.6
+    lookup = np.array([rng.permutation(m)[:width] for _ in range(4)])
+    lookup[rng.random(lookup.shape) < 0.1] = m       # candidates at an undefined distance
+    row_of = rng.integers(0, 4, 300)
+    pair_group = rng.integers(0, n_groups, 300)
+    usable = Donors.present_t[pair_group[:, None], lookup[row_of]]
+    for n_neighbors in (1, 5, 12):
+        expected = _first_usable(usable, n_neighbors)
+        np.testing.assert_array_equal(
+            _first_usable_by_eight(Donors, lookup, row_of, pair_group, n_neighbors), expected)
+        # Spot check: the k-th slot is the k-th usable position.
+        row = usable[0]
+        assert expected[0].tolist() == (np.flatnonzero(row)[:n_neighbors].tolist()
+                                        + [-1] * max(0, n_neighbors - row.sum()))
+
+
 def test_memory_mapped_inputs(tmp_path):
     rng = np.random.default_rng(3)
     rows, groups = occluded_rows(rng, 120)
