@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from training.model import (
-    barlow_twins_loss, BarlowTwinsHead, Classifier, count_parameters, EncoderConfig,
+    barlow_twins_loss, BarlowTwinsHead, Classifier, count_parameters, dropout, EncoderConfig,
     flops_per_sample, normalize_digraph, spatial_adjacency, STGCNEncoder)
 
 TINY = EncoderConfig(hidden_channels=4, hidden_dim=8)
@@ -279,3 +279,103 @@ def test_classifier_init_and_counts():
     assert model(torch.randn(2, 3, 50, 25, 2)).shape == (2, 60)
     with pytest.raises(ValueError, match='num_classes'):
         Classifier(tiny_encoder(), 0)
+
+
+# ---------------------------------------------------------------------------- fast formulation
+
+
+def textbook_train_forward(encoder, x, remain):
+    """Train-mode ST-GCN forward as written in the reference (einsum, strided 1×1 residual)."""
+    N, C, T, V, M = x.shape
+    bn = encoder.data_bn
+    h = x.permute(0, 4, 3, 1, 2).reshape(N * M, V * C, T)
+    h = F.batch_norm(h, None, None, bn.weight, bn.bias, training=True)
+    h = h.reshape(N * M, V, C, T).permute(0, 2, 3, 1)[..., remain]
+    sub = np.ix_(range(3), remain, remain)
+    for block, importance in zip(encoder.blocks, encoder.edge_importance):
+        A = (encoder.A * importance)[sub]
+        conv = block.gcn.conv
+        gcn = F.conv2d(h, conv.weight, conv.bias)
+        n, kc, t, v = gcn.shape
+        gcn = torch.einsum('nkctv,kvw->nctw', gcn.reshape(n, 3, kc // 3, t, v), A)
+        bn1, _, tconv, bn2, _ = block.tcn
+        out = F.batch_norm(gcn, None, None, bn1.weight, bn1.bias, training=True)
+        out = F.conv2d(F.relu(out), tconv.weight, tconv.bias, tconv.stride, tconv.padding)
+        out = F.batch_norm(out, None, None, bn2.weight, bn2.bias, training=True)
+        if isinstance(block.residual, torch.nn.Sequential):
+            rconv, rbn = block.residual
+            res = F.conv2d(h, rconv.weight, rconv.bias, rconv.stride)
+            out = out + F.batch_norm(res, None, None, rbn.weight, rbn.bias, training=True)
+        elif block.residual is not None:
+            out = out + h
+        h = F.relu(out)
+    return h.mean(dim=(2, 3)).reshape(N, M, -1).mean(dim=1)
+
+
+@pytest.mark.parametrize('ignore', [None, [20, 3, 3, 7, 11, 24]])
+def test_train_mode_output_and_gradients_match_the_textbook_formulation(ignore):
+    # float64, so that only the formulation could make a difference; channels 4, 8 and 16
+    # exercise both graph-product paths (matmul below 16 channels, bmm from 16)
+    torch.manual_seed(5)
+    encoder = STGCNEncoder(EncoderConfig(hidden_channels=4, hidden_dim=8, dropout=0.0)).double()
+    with torch.no_grad():
+        for importance in encoder.edge_importance:
+            importance.uniform_(0.0, 2.0)
+    x = torch.randn(4, 3, 20, 25, 2, dtype=torch.float64)
+    weights = torch.randn(4, 8, dtype=torch.float64)
+    remain = [v for v in range(25) if v not in set(ignore or [])]
+    params = list(encoder.parameters())
+    got = encoder(x, ignore)
+    expected = textbook_train_forward(encoder, x, remain)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    got_grads = torch.autograd.grad((got * weights).sum(), params)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), params)
+    scale = max(g.abs().max().item() for g in expected_grads)
+    for (name, _), g, e in zip(encoder.named_parameters(), got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-12 * scale, msg=name)
+
+
+def test_state_dict_keys_shapes_and_old_contiguous_checkpoints():
+    encoder = STGCNEncoder(EncoderConfig())
+    state = encoder.state_dict()
+    assert state['blocks.0.gcn.conv.weight'].shape == (48, 3, 1, 1)
+    assert state['blocks.4.residual.0.weight'].shape == (32, 16, 1, 1)
+    assert state['blocks.9.tcn.2.weight'].shape == (256, 256, 9, 1)
+    # A, data_bn, per block 2 convs + 2 BatchNorms + edge importance, 3 residual conv + BN
+    assert len(state) == 1 + 5 + 10 * (2 + 2 + 5 + 5 + 1) + 3 * (2 + 5)
+    # checkpoints written before the 1x1 weights got channels-last strides still load
+    old = {key: value.contiguous() for key, value in tiny_encoder(3).state_dict().items()}
+    encoder = tiny_encoder(4)
+    encoder.load_state_dict(old)
+    reference = tiny_encoder(3).eval()
+    x = torch.randn(2, 3, 20, 25, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.eval()(x), reference(x))
+
+
+def test_dropout_keeps_half_scales_by_two_and_follows_the_torch_seed():
+    x = torch.ones(64, 8, 50, 25).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    y = dropout(x, 0.5, training=True)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert set(torch.unique(y).tolist()) == {0.0, 2.0}
+    # 640,000 fair coins: the kept fraction is 0.5 within 5 standard deviations (0.003)
+    assert abs((y > 0).double().mean().item() - 0.5) < 0.003
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, 0.5, training=True), y)
+    assert not torch.equal(dropout(x, 0.5, training=True), y)
+    assert dropout(x, 0.5, training=False) is x and dropout(x, 0.0, training=True) is x
+    # 256·p integral: the kept fraction is exact in expectation; 0.25 keeps 3 in 4
+    assert abs((dropout(x, 0.25, True) > 0).double().mean().item() - 0.75) < 0.003
+    # other p fall back to F.dropout, with its random stream
+    torch.manual_seed(1)
+    expected = F.dropout(x, 0.3, training=True)
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x, 0.3, training=True), expected)
+
+
+def test_dropout_gradient_is_the_mask_times_the_scale():
+    x = torch.randn(4, 3, 10, 25, requires_grad=True)
+    y = dropout(x, 0.5, training=True)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad, (y != 0).float() * 2.0)

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.pretrain import learning_rate, main as pretrain
+from training import pretrain as pretrain_module
+from training.model import barlow_twins_loss
+from training.pretrain import (cross_correlation, global_batches, learning_rate,
+                               main as pretrain, redundancy_loss)
 from training.windows import make_windows
 
 
@@ -74,3 +77,34 @@ def test_cuda_request_without_gpu_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match='CUDA is not available'):
         pretrain(['--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run'),
                   '--preset', 'tiny', '--device', 'cuda'])
+
+
+def test_cross_correlation_loss_of_one_process_is_the_barlow_twins_loss():
+    generator = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(2, 6, 5, generator=generator)
+    loss = redundancy_loss(cross_correlation(z1, z2, len(z1)), 2e-4)
+    torch.testing.assert_close(loss, barlow_twins_loss(z1, z2, 2e-4))
+    # the global batch size divides the sum of products
+    torch.testing.assert_close(cross_correlation(z1, z2, 12), z1.T @ z2 / 12)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert cross_correlation(z1.bfloat16(), z2.bfloat16(), 6).dtype == torch.float32
+
+
+def test_single_process_batches_follow_the_global_plan(tmp_path, monkeypatch):
+    write_random_benchmark(tmp_path / 'data', n=13)
+    seen = []
+    real = pretrain_module.three_streams
+
+    def spy(x, B, rng, args):
+        seen.append(x[:, 0, 0, 0, 0].tolist())
+        return real(x, B, rng, args)
+
+    monkeypatch.setattr(pretrain_module, 'three_streams', spy)
+    pretrain(['--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run'), '--preset',
+              'tiny', '--device', 'cpu', '--no-progress', '--batch-size', '4', '--epochs', '2'])
+    data = np.nan_to_num(np.load(tmp_path / 'data' / 'train_w50_data.npy')[:, 0, 0, 0, 0])
+    expected = [[float(data[i]) for i in batch[0]]
+                for epoch in range(2) for batch in global_batches(13, 4, 1, epoch)]
+    # 13 = 3 · 4 + 1: the single last sample is dropped (BatchNorm needs 2)
+    assert [len(b) for b in expected] == [4, 4, 4] * 2
+    np.testing.assert_allclose(seen, expected)

@@ -9,6 +9,15 @@ The encoder is the ST-GCN variant of PSTL/OPSTL (CrosSCLR's "channel16" plan wit
 layer): ``data_bn`` over (N·M, V·C, T), ten ST-GCN blocks on the K=3 spatial-partition graph,
 learnable edge importance, global average pooling over time and the remaining joints, then the
 mean over the body slots. Joints are *removed* inside the network (``ignore_joints``), not zeroed.
+
+Speed on CPU (same parameters and outputs as the textbook formulation, which the tests keep as an
+oracle): activations are kept in ``channels_last`` memory order, i.e. (N, T, V, C) in memory, so
+every 1×1 and (9, 1) convolution runs oneDNN's channels-last kernels and the graph aggregation
+needs no permute copy (one matrix product per frame with A reshaped to (W, V·K)); dropout with p
+a multiple of 1/256 (the paper's 0.5) draws one random byte per element instead of
+``bernoulli_``; and the strided 1×1 residual convolution reads every second frame instead of
+striding (the same numbers; it also avoids a crash of PyTorch 2.13's CPU channels-last strided
+1×1 convolution backward).
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -17,9 +26,13 @@ from iospstl_ros.layout import CENTER_JOINT, EDGES, hop_distance, NUM_CHANNELS, 
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 #: Spatial partitions of the ``spatial`` strategy (root, close, further).
 NUM_PARTITIONS = 3
+#: From this many output channels on, the per-frame graph product runs as one explicit ``bmm``;
+#: below it as a 2-D ``matmul`` (measured faster for 8 channels, slower from 16 on).
+_BMM_MIN_CHANNELS = 16
 
 
 @dataclass
@@ -120,13 +133,25 @@ def spatial_adjacency(edges=EDGES, num_joints=NUM_JOINTS, center=CENTER_JOINT):
     return A.astype(np.float32)
 
 
+def _pointwise_conv(in_channels, out_channels, stride=1):
+    """``nn.Conv2d`` with a 1×1 kernel whose weight has channels-last strides.
+
+    For a 1×1 kernel that is the same memory; it only makes the parameter's strides those of the
+    gradients of oneDNN's channels-last backward (DDP warns and copies when they differ).
+    """
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride)
+    weight = torch.empty_strided(conv.weight.shape, (in_channels, 1, in_channels, in_channels))
+    conv.weight = nn.Parameter(weight.copy_(conv.weight.detach()))
+    return conv
+
+
 class GraphConv(nn.Module):
     """Spatial graph convolution: 1×1 conv to K·out channels, then sum_k X_k · Â_k."""
 
     def __init__(self, in_channels, out_channels, num_partitions=NUM_PARTITIONS):
         super().__init__()
         self.num_partitions = num_partitions
-        self.conv = nn.Conv2d(in_channels, out_channels * num_partitions, kernel_size=1)
+        self.conv = _pointwise_conv(in_channels, out_channels * num_partitions)
 
     def forward(self, x, A):
         """Aggregate neighbours.
@@ -139,11 +164,20 @@ class GraphConv(nn.Module):
         Returns
         -------
         Tensor of shape (N, C_out, T, V)
+            In channels-last memory order.
         """
         x = self.conv(x)
-        n, kc, t, v = x.shape
-        x = x.reshape(n, self.num_partitions, kc // self.num_partitions, t, v)
-        return torch.einsum('nkctv,kvw->nctw', x, A)
+        n, _, t, v = x.shape
+        k, c, w = self.num_partitions, self.conv.out_channels // self.num_partitions, A.shape[2]
+        # out[n, c, t, w] = sum_{v, k} x[n, k·C + c, t, v] · A[k, v, w]; in channels-last memory
+        # x is (n·t, v·k, c) for free, so this is one (w, v·k) @ (v·k, c) product per frame.
+        frames = x.permute(0, 2, 3, 1).reshape(n * t, v * k, c)
+        adjacency = A.permute(2, 1, 0).reshape(1, w, v * k)
+        if c >= _BMM_MIN_CHANNELS:
+            out = torch.bmm(adjacency.expand(n * t, w, v * k), frames)
+        else:
+            out = torch.matmul(adjacency[0], frames)
+        return out.view(n, t, w, c).permute(0, 3, 1, 2)
 
 
 class STGCNBlock(nn.Module):
@@ -158,7 +192,7 @@ class STGCNBlock(nn.Module):
         self.gcn = GraphConv(in_channels, out_channels)
         self.tcn = nn.Sequential(
             nn.BatchNorm2d(out_channels),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, (temporal_kernel, 1), (stride, 1),
                       (padding, 0)),
             nn.BatchNorm2d(out_channels),
@@ -170,10 +204,10 @@ class STGCNBlock(nn.Module):
             self.residual = nn.Identity()
         else:
             self.residual = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
+                _pointwise_conv(in_channels, out_channels, stride=(stride, 1)),
                 nn.BatchNorm2d(out_channels),
             )
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x, A):
         """Apply the block.
@@ -187,9 +221,17 @@ class STGCNBlock(nn.Module):
         -------
         Tensor of shape (N, C_out, ceil(T / stride), V)
         """
-        out = self.tcn(self.gcn(x, A))
-        if self.residual is not None:
-            out = out + self.residual(x)
+        x = x.contiguous(memory_format=torch.channels_last)
+        norm1, relu, conv, norm2, drop = self.tcn
+        out = conv(relu(norm1(self.gcn(x, A).contiguous(memory_format=torch.channels_last))))
+        out = dropout(norm2(out), drop.p, drop.training)
+        if isinstance(self.residual, nn.Sequential):
+            res_conv, res_norm = self.residual
+            # a strided 1x1 convolution reads every stride-th frame
+            every = x[:, :, ::res_conv.stride[0]]
+            out = out + res_norm(F.conv2d(every, res_conv.weight, res_conv.bias))
+        elif self.residual is not None:
+            out = out + x
         return self.relu(out)
 
 
@@ -265,6 +307,7 @@ class STGCNEncoder(nn.Module):
             remain = self._remaining_joints(ignore_joints)
             index = torch.tensor(remain, dtype=torch.long, device=x.device)
             x = x.index_select(3, index)
+        x = x.contiguous(memory_format=torch.channels_last)
         for b, block in enumerate(self.blocks):
             A = self.A if self.edge_importance is None else self.A * self.edge_importance[b]
             if remain is not None:
@@ -272,6 +315,40 @@ class STGCNEncoder(nn.Module):
             x = block(x, A)
         x = x.mean(dim=(2, 3))
         return x.reshape(N, M, -1).mean(dim=1)
+
+
+def dropout(x, p, training):
+    """Inverted dropout; on CPU one random byte per element when ``256·p`` is an integer.
+
+    ``bernoulli_`` costs as much as a small convolution on CPU; comparing uniform random bytes
+    with ``256·p`` keeps each element with probability exactly ``1 − p`` (p = 0.5: byte ≥ 128)
+    and scales by ``1 / (1 − p)``, as ``F.dropout`` does. The draws come from torch's default
+    generator, so a seeded run is reproducible. Other p, and CUDA, use ``F.dropout``.
+
+    Parameters
+    ----------
+    x : Tensor
+    p : float in [0, 1]
+        Probability of zeroing an element.
+    training : bool
+        Identity when False.
+
+    Returns
+    -------
+    Tensor of the shape of x
+    """
+    if not training or p == 0.0:
+        return x
+    threshold = p * 256
+    if x.device.type != 'cpu' or threshold != int(threshold) or not 0 < p < 1:
+        return F.dropout(x, p, training=True)
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        x = x.contiguous()
+    count = x.numel()
+    # 64 random bits per int64 draw: eight uniform bytes, laid out like x in memory
+    words = torch.empty((count + 7) // 8, dtype=torch.int64).random_(-2**63, None)
+    random_bytes = words.view(torch.uint8)[:count].as_strided(x.shape, x.stride())
+    return x.mul(random_bytes >= int(threshold)).mul_(1.0 / (1.0 - p))
 
 
 class BarlowTwinsHead(nn.Module):
