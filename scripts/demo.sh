@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: IosPSTL end to end on the built-in synthetic occluded benchmark, small enough for a
-# laptop CPU (about 5 minutes on 2 cores after set-up). Every step is a command you can run
+# laptop CPU (2-6 minutes on 2 cores after set-up). Every step is a command you can run
 # yourself; outputs (data, runs, plots, tables) go to ${IOSPSTL_DEMO_OUT:-demo_out}/.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
