@@ -30,20 +30,11 @@ import threading
 import time
 
 from iospstl_ros.imputation import ClusterBank, coordinate_groups, nan_knn_impute
-from iospstl_ros.layout import MAX_BODIES, NUM_CHANNELS, NUM_JOINTS, WINDOW_FRAMES
+from iospstl_ros.layout import (MAX_BODIES, NUM_CHANNELS, NUM_JOINTS, STANDING_POSE,
+                                WINDOW_FRAMES)
 import numpy as np
 from tqdm import tqdm
 
-#: Standing pose relative to the floor below the spine base (x left, y up, z away), metres.
-STANDING_POSE = np.array([
-    [0.00, 0.95, 0.00], [0.00, 1.20, 0.00], [0.00, 1.50, 0.00], [0.00, 1.65, 0.00],
-    [0.18, 1.42, 0.00], [0.22, 1.15, 0.00], [0.24, 0.92, 0.00], [0.24, 0.84, 0.00],
-    [-0.18, 1.42, 0.00], [-0.22, 1.15, 0.00], [-0.24, 0.92, 0.00], [-0.24, 0.84, 0.00],
-    [0.10, 0.92, 0.00], [0.11, 0.50, 0.00], [0.11, 0.10, 0.00], [0.11, 0.05, -0.10],
-    [-0.10, 0.92, 0.00], [-0.11, 0.50, 0.00], [-0.11, 0.10, 0.00], [-0.11, 0.05, -0.10],
-    [0.00, 1.42, 0.00], [0.24, 0.76, 0.00], [0.22, 0.82, -0.03], [-0.24, 0.76, 0.00],
-    [-0.22, 0.82, -0.03],
-])
 #: Joints that move most in the synthetic actions (arms and hands).
 ARM_JOINTS = np.array([5, 6, 7, 9, 10, 11, 21, 22, 23, 24])
 

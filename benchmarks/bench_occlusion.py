@@ -10,22 +10,10 @@ per-joint occlusion frequency over random scenes on a standing skeleton::
 import argparse
 import time
 
-from iospstl_ros.layout import JOINT_NAMES, MAX_BODIES, MAX_FRAMES, NUM_JOINTS
+from iospstl_ros.layout import JOINT_NAMES, MAX_BODIES, MAX_FRAMES, NUM_JOINTS, STANDING_POSE
 from iospstl_ros.occlusion import ray_box_occluded, realistic_occlusion, sample_scene
 import numpy as np
 from tqdm import tqdm
-
-#: Standing pose, body frame (x to the body's left as seen by the camera, y up from the floor,
-#: z towards the camera negative), metres, in NTU joint order.
-STANDING_POSE = np.array([
-    [0.00, 0.95, 0.00], [0.00, 1.20, 0.00], [0.00, 1.50, 0.00], [0.00, 1.65, 0.00],
-    [0.18, 1.42, 0.00], [0.22, 1.15, 0.00], [0.24, 0.92, 0.00], [0.24, 0.84, 0.00],
-    [-0.18, 1.42, 0.00], [-0.22, 1.15, 0.00], [-0.24, 0.92, 0.00], [-0.24, 0.84, 0.00],
-    [0.10, 0.92, 0.00], [0.11, 0.50, 0.00], [0.11, 0.10, 0.00], [0.11, 0.05, -0.10],
-    [-0.10, 0.92, 0.00], [-0.11, 0.50, 0.00], [-0.11, 0.10, 0.00], [-0.11, 0.05, -0.10],
-    [0.00, 1.42, 0.00], [0.24, 0.76, 0.00], [0.22, 0.82, -0.03], [-0.24, 0.76, 0.00],
-    [-0.22, 0.82, -0.03],
-])
 
 
 def standing_sequence(frames, bodies, camera_height, rng):

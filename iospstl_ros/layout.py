@@ -70,6 +70,18 @@ DEGREES = (3, 2, 2, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 2, 2, 2, 1, 4, 1, 2, 
 #: Bone pairs of the ``bone`` view: bone[v1] = x[v1] - x[v2]; the centre's bone is zero.
 BONE_PAIRS = EDGES + ((CENTER_JOINT, CENTER_JOINT),)
 
+#: A still standing person in NTU joint order, metres: x to the body's left, y up from the floor
+#: below the spine base, z away from the camera. Fixtures for occlusion tests and benchmarks.
+STANDING_POSE = np.array([
+    [0.00, 0.95, 0.00], [0.00, 1.20, 0.00], [0.00, 1.50, 0.00], [0.00, 1.65, 0.00],
+    [0.18, 1.42, 0.00], [0.22, 1.15, 0.00], [0.24, 0.92, 0.00], [0.24, 0.84, 0.00],
+    [-0.18, 1.42, 0.00], [-0.22, 1.15, 0.00], [-0.24, 0.92, 0.00], [-0.24, 0.84, 0.00],
+    [0.10, 0.92, 0.00], [0.11, 0.50, 0.00], [0.11, 0.10, 0.00], [0.11, 0.05, -0.10],
+    [-0.10, 0.92, 0.00], [-0.11, 0.50, 0.00], [-0.11, 0.10, 0.00], [-0.11, 0.05, -0.10],
+    [0.00, 1.42, 0.00], [0.24, 0.76, 0.00], [0.22, 0.82, -0.03], [-0.24, 0.76, 0.00],
+    [-0.22, 0.82, -0.03],
+])
+
 
 def degrees_from_edges(edges=EDGES, num_joints=NUM_JOINTS):
     """Count each joint's neighbours in an undirected edge list.

@@ -1,6 +1,6 @@
 """Tests of the occlusion synthesis: ray casting geometry, scenes, random occlusion."""
 
-from iospstl_ros.layout import NUM_JOINTS
+from iospstl_ros.layout import NUM_JOINTS, STANDING_POSE
 from iospstl_ros.occlusion import (
     apply_occlusion, box_corners, estimate_pitch, FLOOR_MARGIN, MAX_PITCH_DEG,
     MIN_CAMERA_CLEARANCE, MIN_UPRIGHT_FRAMES, OCCLUDER_CATALOGUE, random_occlusion,
@@ -12,16 +12,6 @@ import pytest
 # and z in [2.5, 3.5].
 CUBE = (np.array([[0.0, 0.0, 3.0]]), np.array([[0.5, 0.5, 0.5]]), np.array([0.0]))
 
-# Standing pose in NTU joint order: x (body width), height above the floor, z offset; metres.
-STANDING_POSE = np.array([
-    [0.00, 0.95, 0.00], [0.00, 1.20, 0.00], [0.00, 1.50, 0.00], [0.00, 1.65, 0.00],
-    [0.18, 1.42, 0.00], [0.22, 1.15, 0.00], [0.24, 0.92, 0.00], [0.24, 0.84, 0.00],
-    [-0.18, 1.42, 0.00], [-0.22, 1.15, 0.00], [-0.24, 0.92, 0.00], [-0.24, 0.84, 0.00],
-    [0.10, 0.92, 0.00], [0.11, 0.50, 0.00], [0.11, 0.10, 0.00], [0.11, 0.05, -0.10],
-    [-0.10, 0.92, 0.00], [-0.11, 0.50, 0.00], [-0.11, 0.10, 0.00], [-0.11, 0.05, -0.10],
-    [0.00, 1.42, 0.00], [0.24, 0.76, 0.00], [0.22, 0.82, -0.03], [-0.24, 0.76, 0.00],
-    [-0.22, 0.82, -0.03],
-])
 HEAD, NECK, LEFT_HIP, RIGHT_HIP = 3, 2, 12, 16
 LEGS = (13, 14, 15, 17, 18, 19)          # knees, ankles, feet
 
