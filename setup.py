@@ -43,6 +43,9 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
+            'iospstl_node = iospstl_ros.nodes.action_node:main',
+            'iospstl_k4a_adapter = iospstl_ros.nodes.k4a_adapter:main',
+            'iospstl_bag = iospstl_ros.nodes.bag_tool:main',
         ],
     },
 )

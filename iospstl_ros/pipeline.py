@@ -167,6 +167,9 @@ class Pipeline:
     max_cached_clusters : int
         Clusters whose prepared donors stay in memory between calls (about 30 MB each for an
         NTU-sized cluster); calls whose windows span more clusters re-prepare them.
+    imputation : bool
+        ``False`` skips stage 4 (the ablation "without imputation"): the classifier sees the
+        occluded joints at the centre joint, as the stage-1 encoder does.
 
     Attributes
     ----------
@@ -177,12 +180,14 @@ class Pipeline:
     """
 
     def __init__(self, model_dir, backend='auto', threads=1, top_k=5, cache_dir=None,
-                 verify_checksums=True, max_batch=MAX_BATCH, spin=False, max_cached_clusters=4):
+                 verify_checksums=True, max_batch=MAX_BATCH, spin=False, max_cached_clusters=4,
+                 imputation=True):
         if backend not in BACKENDS:
             raise ValueError(f'backend: expected one of {BACKENDS}, got {backend!r}')
         self.backend = backend
         self.threads = _positive_int(threads, 'threads')
         self.top_k = _positive_int(top_k, 'top_k')
+        self.imputation = bool(imputation)
         if isinstance(model_dir, ModelDir):
             self.model = model_dir
         else:
@@ -280,9 +285,13 @@ class Pipeline:
         marks.append(time.perf_counter())
         clusters = self.model.bank.assign(embeddings)
         marks.append(time.perf_counter())
-        completed, _ = complete_windows(data, occluded, present, bank=self.model.bank,
-                                        clusters=clusters, n_neighbors=self.model.n_neighbors,
-                                        feature_mean=self.model.feature_mean)
+        if self.imputation:
+            completed, _ = complete_windows(data, occluded, present, bank=self.model.bank,
+                                            clusters=clusters,
+                                            n_neighbors=self.model.n_neighbors,
+                                            feature_mean=self.model.feature_mean)
+        else:
+            completed = fill_occluded(data, occluded, 0.0)
         marks.append(time.perf_counter())
         probabilities = softmax(self._classifier.run(completed))
         marks.append(time.perf_counter())
@@ -290,6 +299,8 @@ class Pipeline:
         timings = {stage: 1000.0 * (b - a) for stage, a, b in zip(STAGES, bounds, bounds[1:])}
         timings['total'] = 1000.0 * (marks[-1] - started)
         imputed_counts = (occluded & present[:, :, None, :]).sum(axis=(1, 2, 3))
+        if not self.imputation:
+            imputed_counts[:] = 0
         k = min(self.top_k, len(self.classes))
         results = []
         for n, p in enumerate(probabilities):

@@ -1,47 +1,38 @@
 #!/usr/bin/env bash
-# The demo: IosPSTL end to end on the built-in synthetic occluded benchmark, small enough for a
-# laptop CPU (2-6 minutes on 2 cores after set-up). Every step is a command you can run
-# yourself; outputs (data, runs, plots, tables) go to ${IOSPSTL_DEMO_OUT:-demo_out}/.
+# The demo: the robot side of iospstl_ros on a fresh machine. Sets up, generates held-out
+# synthetic skeletons with furniture occlusion as a rosbag2 bag, starts iospstl_node with
+# models/default over real DDS, replays the bag into it at the recorded 30 Hz, and prints the
+# accuracy and latency (plots and a JSON summary in ${IOSPSTL_DEMO_OUT:-demo_out}/).
+# About 4-6 minutes after set-up on 2 CPU cores. IOSPSTL_DEMO_SEQUENCES changes the bag size.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$here/scripts/setup.sh"
-py=${IOSPSTL_VENV:-$here/.venv}/bin/python
+venv=${IOSPSTL_VENV:-$here/.venv}
 out=${IOSPSTL_DEMO_OUT:-$here/demo_out}
+sequences=${IOSPSTL_DEMO_SEQUENCES:-40}
+# Keep DDS traffic on this machine, in a domain of its own.
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( RANDOM % 100 + 100 ))}
 export MPLBACKEND=Agg
 cd "$here"
 rm -rf "$out" && mkdir -p "$out"
 step() { echo; echo "== $*"; }
 start=$(date +%s)
-data=$out/data/xsub
 
-step "1. synthetic skeletons with realistic furniture occlusion (NTU layout, 17 classes)"
-$py -m training.synthesize --out "$out/data" --num-samples 680 --occlusion realistic \
-  --benchmarks xsub --max-frames 150 --seed 0
-$py -m training.occlusion_stats "$data" --part train --png "$out/occlusion.png" | sed -n '1,16p'
+step "1. held-out synthetic skeletons: the validation subjects of the default model's data set"
+# The same command as the default model's data (models/README.md); its 'val' part holds the
+# subjects the model never saw.
+"$venv/bin/python" -m training.synthesize --out "$out/data" --num-samples 800 --seed 0 \
+  --occlusion realistic --benchmarks xsub --max-frames 150
 
-step "2. 50-frame windows (the preprocessing the robot runs)"
-$py -m training.windows --data "$data"
+step "2. a rosbag2 bag of $sequences held-out sequences: skeletons at 30 Hz + ground truth"
+"$venv/bin/iospstl_bag" convert --dataset "$out/data/xsub" --part val --limit "$sequences" \
+  --out "$out/heldout_bag"
 
-step "3. stage 1: OPSTL pre-training on the occluded data (ASM + MATM, small CPU model)"
-$py -m training.pretrain --data "$data" --out "$out/stage1" --preset tiny --epochs 4 \
-  --hidden-channels 8 --hidden-dim 64 --device cpu
+step "3. start iospstl_node (models/default), replay the bag into it over DDS, score the labels"
+# A sequence is scored by its last label (the window that saw most of the action); every
+# window's label is scored too. --compare-offline replays the bag again without DDS.
+"$venv/bin/iospstl_bag" eval "$out/heldout_bag" --live --start-node --model models/default \
+  --params-file config/iospstl.yaml --sequence-rule last --compare-offline --out "$out/eval"
 
-step "4. stage 2: cluster-restricted KNN imputation of the occluded joints"
-$py -m training.impute --data "$data" --encoder "$out/stage1/encoder.pt" \
-  --out "$out/data/xsub_imputed" --device cpu
-
-step "5. imputation quality: hide visible joints again, impute, MPJPE against the truth"
-$py -m training.imputation_quality --data "$data" --encoder "$out/stage1/encoder.pt" \
-  --out "$out/quality" --limit 200 --device cpu --no-progress
-
-step "6. OPSTL pre-training again, on the completed data"
-$py -m training.pretrain --data "$out/data/xsub_imputed" --out "$out/stage2" --preset tiny \
-  --epochs 4 --hidden-channels 8 --hidden-dim 64 --device cpu
-
-step "7. linear evaluation: without imputation (stage 1) and with imputation (IosPSTL)"
-$py -m training.evaluate --data "$data" --encoder "$out/stage1/encoder.pt" \
-  --out "$out/linear_no_imputation" --epochs 60 --device cpu --no-progress
-$py -m training.evaluate --data "$out/data/xsub_imputed" --encoder "$out/stage2/encoder.pt" \
-  --out "$out/linear_imputed" --epochs 60 --device cpu --no-progress
-
-step "done in $(( $(date +%s) - start )) s; plots: $out/occlusion.png, $out/*/confusion.png"
+step "done in $(( $(date +%s) - start )) s; plots: $out/eval/*.png, summary: $out/eval/summary.json"

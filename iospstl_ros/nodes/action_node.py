@@ -1,0 +1,470 @@
+"""``iospstl_node``: skeletons in, action labels out.
+
+A ``rclpy.lifecycle.LifecycleNode``:
+
+* **configure** reads the parameters, loads and checks the model directory, opens the ONNX
+  graphs and runs a warm-up window, and creates the publishers. A missing or corrupt model, an
+  unknown backend or an unusable parameter makes the transition fail with one error line.
+* **activate** subscribes to ``skeletons`` and starts serving.
+* With ``autostart`` (default true) the node runs configure and activate itself, so it needs no
+  lifecycle manager; if either fails the process exits with status 1.
+
+The callback converts the message (:func:`iospstl_ros.cloud.decode_skeletons`), makes one core
+call (:meth:`iospstl_ros.tracking.OnlineRecognizer.process`, which runs one batched pipeline call
+for all bodies due) and publishes ``action_labels`` (plus the optional ``~/action_markers`` and
+``~/imputed_skeletons``). Bad input is rejected or repaired by the core, logged with a throttled
+warning and counted on ``/diagnostics`` (1 Hz by default, with the input rate, rejections per
+reason, providers in use and per-stage latency). Tracks are dropped after ``timeout_s`` of message
+time; when messages stop altogether the remaining tracks are reported STALE once ``timeout_s`` of
+node-clock time (ROS time, so sim time with ``use_sim_time``) passed since the last message,
+checked at each diagnostics tick.
+
+Axes: ``input_axes`` (read-only, default ``rep103``) names the convention of the input
+coordinates (``rep103`` x forward / y left / z up, ``optical`` x right / y down / z forward,
+``ntu`` x left / y up / z forward). The core rotates them into the model's NTU axes
+(:mod:`iospstl_ros.axes`); ``~/imputed_skeletons`` and ``~/action_markers`` are published in the
+input message's frame and axes.
+"""
+
+from collections import Counter
+import os
+import sys
+import time
+
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from iospstl_ros.axes import AXES, up_vector
+from iospstl_ros.cloud import CloudError, decode_skeletons
+from iospstl_ros.layout import CENTER_JOINT
+from iospstl_ros.nodes._ros_helpers import (
+    check_choices, declare, default_model_dir, input_qos, labels_message, Param,
+    RELIABILITIES, skeleton_cloud, stamp_to_ns)
+from iospstl_ros.pipeline import Pipeline, STAGES
+from iospstl_ros.runtime import BACKENDS
+from iospstl_ros.tracking import OnlineRecognizer, TrackerConfig
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import PointCloud2
+from visualization_msgs.msg import Marker, MarkerArray
+
+NODE_NAME = 'iospstl_node'
+#: Head joint (NTU 3): where ``~/action_markers`` puts the text.
+HEAD_JOINT = 3
+#: Text height above the head, metres, along the input axes' up (+z rep103, -y optical, +y ntu).
+MARKER_OFFSET = 0.25
+#: Pipeline top-k: every class, so that smoothing averages complete distributions.
+ALL_CLASSES = 1_000_000
+_DEFAULT = TrackerConfig()
+
+#: Every parameter of the node (mirrored in config/iospstl.yaml).
+PARAMETERS = (
+    Param('autostart', True, 'Configure and activate at start-up without a lifecycle manager; '
+          'exit with status 1 if that fails.'),
+    Param('model_dir', '', 'Model directory written by training.export; empty = '
+          '<share>/iospstl_ros/models/default (or models/default of the source tree).'),
+    Param('backend', 'auto', 'Inference back-end; auto = TensorRT, else CUDA, else CPU, '
+          'whichever ONNX Runtime offers.', choices=BACKENDS),
+    Param('threads', 2, 'ONNX Runtime intra-op threads per graph.', low=1, high=64),
+    Param('top_k', 5, 'Classes listed in each label (values key topk).', low=1, high=100),
+    Param('verify_checksums', True, 'Hash every model file against metadata.json when '
+          'loading.'),
+    Param('cache_dir', '', 'Root of the TensorRT engine caches; empty = $IOSPSTL_CACHE_DIR or '
+          '~/.cache/iospstl_ros.'),
+    Param('window', _DEFAULT.window, 'Frames per body window (ring buffer length).', low=1,
+          high=900),
+    Param('min_frames', _DEFAULT.min_frames, 'Frames a body needs before its first label '
+          '(<= window); labels are WARN until the window is full.', low=1, high=900),
+    Param('stride', _DEFAULT.stride, 'Frames of a body between two of its labels.',
+          read_only=False, low=1, high=300),
+    Param('timeout_s', _DEFAULT.timeout_s, 'Message time after which an unseen body is '
+          'dropped and reported STALE (also node-clock time after the last message).',
+          read_only=False, low=0.05, high=60.0),
+    Param('pair_bodies', _DEFAULT.pair_bodies, 'Put the nearest other body within '
+          'pair_distance into the second body slot (two-person actions).', read_only=False),
+    Param('pair_distance', _DEFAULT.pair_distance, 'Largest median spine-shoulder distance of '
+          'a partner, metres.', read_only=False, low=0.0, high=10.0),
+    Param('smoothing', _DEFAULT.smoothing, 'Windows whose class probabilities are averaged '
+          '(1 = off).', low=1, high=30),
+    Param('max_bodies', _DEFAULT.max_bodies, 'Bodies tracked at once; further new ids are '
+          'ignored and counted.', low=1, high=256),
+    Param('max_bodies_per_message', 64, 'Messages with more rows are rejected '
+          '(too_many_bodies).', low=1, high=4096),
+    Param('min_confidence', _DEFAULT.min_confidence, 'Labels below this confidence are WARN.',
+          read_only=False, low=0.0, high=1.0),
+    Param('max_occluded_ratio', _DEFAULT.max_occluded_ratio, 'Labels of windows with a larger '
+          'occluded share of joint slots are WARN.', read_only=False, low=0.0, high=1.0),
+    Param('input_axes', _DEFAULT.input_axes, 'Axes of the skeletons coordinates: rep103 = x '
+          'forward, y left, z up (REP-103 body frame); optical = x right, y down, z forward '
+          '(camera optical frame); ntu = x left, y up, z forward (Kinect v2 camera space). '
+          'Rotated into the NTU axes of the model; outputs stay in the input frame and axes.',
+          choices=AXES),
+    Param('input_reliability', 'best_effort', 'Reliability of the skeletons subscription.',
+          choices=RELIABILITIES),
+    Param('input_depth', 5, 'Queue depth (keep last) of the skeletons subscription.', low=1,
+          high=1000),
+    Param('publish_markers', False, 'Publish ~/action_markers (RViz text above each head).'),
+    Param('publish_imputed', False, 'Publish ~/imputed_skeletons (newest frame with occluded '
+          'joints filled, extra field imputed).'),
+    Param('diagnostics_period_s', 1.0, 'Period of the node health status on /diagnostics.',
+          low=0.1, high=60.0),
+    Param('warning_throttle_s', 5.0, 'Least time between two warnings about bad input.',
+          low=0.0, high=3600.0),
+)
+#: Parameters that go into TrackerConfig, by TrackerConfig field name.
+TRACKER_FIELDS = ('window', 'min_frames', 'stride', 'timeout_s', 'pair_bodies', 'pair_distance',
+                  'smoothing', 'max_bodies', 'top_k', 'min_confidence', 'max_occluded_ratio',
+                  'input_axes')
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else 0.0
+
+
+class ActionNode(LifecycleNode):
+    """The action recognition node (see the module docstring)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.params = declare(self, PARAMETERS)
+        self.pipeline = None
+        self.recognizer = None
+        self.model_dir = None
+        self._subscription = None
+        self._labels_pub = self._markers_pub = self._imputed_pub = None
+        self._diagnostics_pub = None
+        self._timer = None
+        self._received = 0
+        self._period_received = 0
+        self._labels_published = 0
+        self._rejected = Counter()
+        self._handled = Counter()
+        self._period_problems = 0
+        self._empty_frames = 0
+        self._latency = {}
+        self._period_start = time.monotonic()
+        self._last_message_ns = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _tracker_config(self, values):
+        fields = {name: values[name] for name in TRACKER_FIELDS}
+        return TrackerConfig(keep_imputed=bool(values['publish_imputed']), **fields)
+
+    def on_configure(self, state):
+        values = self.params
+        problem = check_choices(PARAMETERS, values)
+        try:
+            if problem:
+                raise ValueError(problem)
+            config = self._tracker_config(values)
+            model_dir = values['model_dir'] or default_model_dir()
+            self.model_dir = os.path.abspath(model_dir)
+            pipeline = Pipeline(self.model_dir, backend=values['backend'],
+                                threads=values['threads'], top_k=ALL_CLASSES,
+                                cache_dir=values['cache_dir'] or None,
+                                verify_checksums=values['verify_checksums'])
+            pipeline.warm_up()
+        except (ValueError, OSError, RuntimeError) as error:
+            self.get_logger().error(f'configure failed: {error}')
+            return TransitionCallbackReturn.FAILURE
+        self.pipeline = pipeline
+        self.recognizer = OnlineRecognizer(pipeline, config)
+        self._labels_pub = self.create_lifecycle_publisher(
+            DiagnosticArray, 'action_labels',
+            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                       reliability=ReliabilityPolicy.RELIABLE))
+        if values['publish_markers']:
+            self._markers_pub = self.create_lifecycle_publisher(MarkerArray, '~/action_markers',
+                                                                10)
+        if values['publish_imputed']:
+            self._imputed_pub = self.create_lifecycle_publisher(PointCloud2,
+                                                                '~/imputed_skeletons', 10)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._timer = self.create_timer(values['diagnostics_period_s'], self._on_timer)
+        providers = ', '.join(f'{k}={v}' for k, v in sorted(pipeline.providers.items()))
+        self.get_logger().info(f'model {self.model_dir} ({len(pipeline.classes)} classes) '
+                               f'loaded and warmed up; providers: {providers}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state):
+        self._subscription = self.create_subscription(
+            PointCloud2, 'skeletons', self._on_skeletons,
+            input_qos(self.params['input_reliability'], self.params['input_depth']))
+        self.get_logger().info(f'active: {self.resolve_topic_name("skeletons")} -> '
+                               f'{self.resolve_topic_name("action_labels")}')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state):
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        return super().on_deactivate(state)
+
+    def _release(self):
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        for name in ('_labels_pub', '_markers_pub', '_imputed_pub'):
+            publisher = getattr(self, name)
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+                setattr(self, name, None)
+        if self._diagnostics_pub is not None:
+            self.destroy_publisher(self._diagnostics_pub)
+            self._diagnostics_pub = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        self.pipeline = self.recognizer = None
+
+    def on_cleanup(self, state):
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state):
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    @property
+    def lifecycle_state(self):
+        """Label of the current lifecycle state ('unconfigured', 'inactive', 'active', ...)."""
+        return self._state_machine.current_state[1]
+
+    def _on_set_parameters(self, parameters):
+        values = dict(self.params)
+        values.update({p.name: p.value for p in parameters})
+        try:
+            config = self._tracker_config(values)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        self.params = values
+        if self.recognizer is not None:
+            self.recognizer.config = config
+        return SetParametersResult(successful=True)
+
+    # ---------------------------------------------------------------- input
+
+    def _warn(self, text):
+        self.get_logger().warning(text, throttle_duration_sec=self.params['warning_throttle_s'])
+
+    def _time(self, stage, started):
+        self._latency.setdefault(stage, []).append(1000.0 * (time.perf_counter() - started))
+
+    def _on_skeletons(self, msg):
+        started = time.perf_counter()
+        self._received += 1
+        self._period_received += 1
+        self._last_message_ns = self.get_clock().now().nanoseconds
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        try:
+            frame, issues = decode_skeletons(
+                msg.height, msg.width, msg.fields, msg.is_bigendian, msg.point_step,
+                msg.row_step, msg.data, stamp_ns=stamp_ns, frame_id=msg.header.frame_id,
+                max_bodies=self.params['max_bodies_per_message'])
+        except CloudError as error:
+            self._reject(error)
+            return
+        self._time('decode', started)
+        if issues:
+            self._handled.update(issues)
+            self._period_problems += sum(issues.values())
+            self._warn('skeletons: repaired input: ' + ', '.join(
+                f'{reason} x{n}' for reason, n in sorted(issues.items())))
+        if not frame.num_bodies:
+            self._empty_frames += 1
+        tracked = time.perf_counter()
+        before = dict(self.recognizer.counts)
+        try:
+            labels = self.recognizer.process(frame)
+        except CloudError as error:  # StampError
+            self._reject(error)
+            return
+        self._time('track', tracked)
+        self._note_tracker(before)
+        if labels:
+            published = time.perf_counter()
+            self._publish(msg, frame, labels)
+            self._time('publish', published)
+        self._time('callback', started)
+
+    def _reject(self, error):
+        self._rejected[error.reason] += 1
+        self._period_problems += 1
+        self._warn(f'skeletons: message rejected ({error}); {sum(self._rejected.values())} '
+                   'rejected so far')
+
+    def _note_tracker(self, before):
+        counts = self.recognizer.counts
+        for key in ('body_limit', 'pipeline_error', 'time_reset'):
+            new = counts.get(key, 0) - before.get(key, 0)
+            if new:
+                self._handled[key] += new
+                self._period_problems += new
+                detail = f': {self.recognizer.last_error}' if key == 'pipeline_error' else ''
+                self._warn(f'skeletons: {key} x{new}{detail}')
+        timings = self.recognizer.last_timings_ms
+        if counts.get('windows', 0) != before.get('windows', 0) and timings:
+            for stage in STAGES:
+                self._latency.setdefault(f'pipeline_{stage}', []).append(timings[stage])
+
+    def _publish(self, msg, frame, labels):
+        now_ns = self.get_clock().now().nanoseconds
+        end_to_end_ms = (now_ns - stamp_to_ns(msg.header.stamp)) / 1e6
+        self._labels_pub.publish(labels_message(msg.header, labels, end_to_end_ms))
+        self._labels_published += len(labels)
+        if self._markers_pub is not None:
+            self._markers_pub.publish(self._markers(msg.header, frame, labels))
+        if self._imputed_pub is not None:
+            done = [label for label in labels if label.completed_xyz is not None]
+            if done:
+                self._imputed_pub.publish(skeleton_cloud(
+                    msg.header, [label.body_id for label in done],
+                    np.stack([label.completed_xyz for label in done]),
+                    np.zeros((len(done), 25), bool), np.stack([label.filled for label in done])))
+
+    def _markers(self, header, frame, labels):
+        rows = {} if frame is None else {int(body): b for b, body in enumerate(frame.body_ids)}
+        markers = []
+        lifetime_ns = int(self.params['timeout_s'] * 1e9)
+        up = MARKER_OFFSET * up_vector(self.params['input_axes'])
+        for label in labels:
+            marker = Marker(header=header, ns='iospstl_labels', id=label.body_id % (1 << 31))
+            if label.level == 'STALE' or label.body_id not in rows:
+                marker.action = Marker.DELETE
+                markers.append(marker)
+                continue
+            xyz, occluded = frame.xyz[rows[label.body_id]], frame.occluded[rows[label.body_id]]
+            visible = np.flatnonzero(~occluded)
+            if not visible.size:
+                continue
+            for joint in (HEAD_JOINT, CENTER_JOINT):
+                if not occluded[joint]:
+                    anchor = xyz[joint]
+                    break
+            else:
+                anchor = xyz[visible].mean(axis=0)
+            marker.type = Marker.TEXT_VIEW_FACING
+            marker.action = Marker.ADD
+            anchor = np.asarray(anchor, np.float64) + up
+            marker.pose.position.x = float(anchor[0])
+            marker.pose.position.y = float(anchor[1])
+            marker.pose.position.z = float(anchor[2])
+            marker.pose.orientation.w = 1.0
+            marker.scale.z = 0.12
+            ok = label.level == 'OK'
+            marker.color.r, marker.color.g, marker.color.b, marker.color.a = \
+                (0.1, 0.9, 0.1, 1.0) if ok else (1.0, 0.8, 0.0, 1.0)
+            marker.text = f'{label.body_id}: {label.label} {label.confidence:.2f}'
+            marker.lifetime = Duration(sec=lifetime_ns // 1_000_000_000,
+                                       nanosec=lifetime_ns % 1_000_000_000)
+            markers.append(marker)
+        return MarkerArray(markers=markers)
+
+    # ---------------------------------------------------------------- timer
+
+    def _on_timer(self):
+        self._evict_when_silent()
+        self._publish_health()
+
+    def _evict_when_silent(self):
+        recognizer = self.recognizer
+        if recognizer is None or not recognizer.tracked_ids or self._last_message_ns is None \
+                or self.lifecycle_state != 'active':
+            return
+        silent_ns = self.get_clock().now().nanoseconds - self._last_message_ns
+        if silent_ns <= self.params['timeout_s'] * 1e9 or self._labels_pub is None:
+            return
+        labels = recognizer.flush()
+        header = DiagnosticArray().header
+        header.stamp.sec, header.stamp.nanosec = divmod(labels[0].stamp_ns, 1_000_000_000)
+        header.frame_id = labels[0].frame_id
+        self._labels_pub.publish(labels_message(header, labels, silent_ns / 1e6))
+        self._labels_published += len(labels)
+        if self._markers_pub is not None:
+            self._markers_pub.publish(self._markers(header, None, labels))
+
+    def _publish_health(self):
+        if self._diagnostics_pub is None:
+            return
+        now = time.monotonic()
+        elapsed = max(now - self._period_start, 1e-9)
+        values = {
+            'state': self.lifecycle_state,
+            'model_dir': str(self.model_dir),
+            'input_rate_hz': f'{self._period_received / elapsed:.2f}',
+            'messages_received': str(self._received),
+            'messages_rejected': str(sum(self._rejected.values())),
+            'frames_without_bodies': str(self._empty_frames),
+            'labels_published': str(self._labels_published),
+        }
+        if self.pipeline is not None:
+            for graph, provider in sorted(self.pipeline.providers.items()):
+                values[f'provider/{graph}'] = provider
+        if self.recognizer is not None:
+            values['tracked_bodies'] = str(len(self.recognizer.tracked_ids))
+            for key, n in sorted(self.recognizer.counts.items()):
+                values[f'tracker/{key}'] = str(n)
+        for reason, n in sorted(self._rejected.items()):
+            values[f'rejected/{reason}'] = str(n)
+        for reason, n in sorted(self._handled.items()):
+            values[f'handled/{reason}'] = str(n)
+        for stage, samples in sorted(self._latency.items()):
+            values[f'latency_ms/{stage}/mean'] = f'{_mean(samples):.3f}'
+            values[f'latency_ms/{stage}/max'] = f'{max(samples):.3f}'
+        problems = self._period_problems
+        if problems:
+            level, message = DiagnosticStatus.WARN, f'{problems} bad inputs in the last period'
+        elif self.lifecycle_state != 'active':
+            level, message = DiagnosticStatus.WARN, f'not active ({self.lifecycle_state})'
+        else:
+            level, message = DiagnosticStatus.OK, 'ok'
+        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: health',
+                                  message=message, hardware_id=self.get_fully_qualified_name(),
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(msg)
+        self._period_start, self._period_received, self._period_problems = now, 0, 0
+        self._latency = {}
+
+    def start(self):
+        """Configure and activate (autostart); return True when active."""
+        self.trigger_configure()
+        if self.lifecycle_state != 'inactive':
+            return False
+        self.trigger_activate()
+        return self.lifecycle_state == 'active'
+
+
+def main(args=None):
+    """Run the node until shutdown; exit status 1 when autostart fails."""
+    rclpy.init(args=args)
+    node = None
+    status = 0
+    try:
+        node = ActionNode()
+        if node.params['autostart'] and not node.start():
+            status = 1
+        else:
+            rclpy.spin(node)
+    except ParameterException as error:  # an override out of range or of the wrong type
+        rclpy.logging.get_logger(NODE_NAME).error(f'bad parameter: {error}')
+        status = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Launch iospstl_node with its parameter file.
+
+The launch arguments are
+  model_dir     model directory; empty keeps the parameter file's value (default: the package's
+                models/default)
+  params_file   parameter file (default: <share>/iospstl_ros/config/iospstl.yaml)
+  namespace     namespace of the node and of its relative topics (skeletons, action_labels)
+  use_sim_time  use /clock (bag replay)
+
+Example: ros2 launch iospstl_ros iospstl.launch.py namespace:=camera1 model_dir:=/opt/models/ntu
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = 'iospstl_ros'
+EXECUTABLE = 'iospstl_node'
+
+
+def _node(context):
+    model_dir = LaunchConfiguration('model_dir').perform(context)
+    use_sim_time = LaunchConfiguration('use_sim_time').perform(context).lower() in (
+        'true', '1', 'yes')
+    overrides = {'use_sim_time': use_sim_time}
+    if model_dir:
+        overrides['model_dir'] = model_dir
+    return [Node(package=PACKAGE, executable=EXECUTABLE, name=EXECUTABLE,
+                 namespace=LaunchConfiguration('namespace'), output='screen',
+                 parameters=[LaunchConfiguration('params_file'), overrides])]
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory(PACKAGE), 'config',
+                                  'iospstl.yaml')
+    return LaunchDescription([
+        DeclareLaunchArgument('model_dir', default_value='',
+                              description='Model directory (empty: keep the params file value)'),
+        DeclareLaunchArgument('params_file', default_value=default_params,
+                              description='Parameter file of iospstl_node'),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of the node and its topics'),
+        DeclareLaunchArgument('use_sim_time', default_value='false',
+                              description='Use /clock (bag replay)'),
+        OpaqueFunction(function=_node),
+    ])
