@@ -220,8 +220,11 @@ def write_report(out, results, args):
               'do not, so their columns agree.)', '', '## Stage times (s, 2 CPU cores)', '',
               '| stage | seconds |', '|---|---|']
     lines += [f'| {k} | {v:.0f} |' for k, v in results['stage_seconds'].items()]
-    lines += ['', f'Total wall time of this invocation: {results["wall_seconds"]:.0f} s '
-              '(reused stages cost nothing).', '']
+    total = sum(results['stage_seconds'].values())
+    lines += ['', f'Sum of the stage times: {total:.0f} s ({total / 3600:.1f} h). Stages may have '
+              'run in earlier invocations (a stage whose output exists is reused, with the time '
+              f'it took); this invocation took {results["wall_seconds"]:.0f} s. The cores were '
+              'shared with other jobs, so single stage times vary by up to 2x.', '']
     with open(os.path.join(out, 'end_to_end.md'), 'w') as f:
         f.write('\n'.join(lines))
 
