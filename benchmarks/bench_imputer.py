@@ -13,7 +13,10 @@ for a stretch of frames, plus a few random joints):
     time and peak memory;
 (c) online: one window against its cluster (about 667 rows) of a 40,000-sequence bank,
     p50 / p99 latency, against scikit-learn's ``transform`` of the same window with an imputer
-    fitted on that cluster, and the same window against the whole bank::
+    fitted on that cluster, and the same window against the whole bank. As in a model's bank,
+    the donors hold an absent second body as NaN and the windows as 0, and the bank has the
+    body slots as blocks (``iospstl_ros.model_dir`` loads it so); the same bank without
+    blocks is timed in the same run, window by window::
 
     python -m benchmarks.bench_imputer                 # (a) and (c)
     python -m benchmarks.bench_imputer --full          # (a), (b) and (c)
@@ -29,7 +32,8 @@ import tempfile
 import threading
 import time
 
-from iospstl_ros.imputation import ClusterBank, coordinate_groups, nan_knn_impute
+from iospstl_ros.imputation import (
+    ClusterBank, coordinate_blocks, coordinate_groups, nan_knn_impute)
 from iospstl_ros.layout import (MAX_BODIES, NUM_CHANNELS, NUM_JOINTS, STANDING_POSE,
                                 WINDOW_FRAMES)
 import numpy as np
@@ -39,7 +43,7 @@ from tqdm import tqdm
 ARM_JOINTS = np.array([5, 6, 7, 9, 10, 11, 21, 22, 23, 24])
 
 
-def synthetic_sequences(n, rng, action=None, num_frames=WINDOW_FRAMES):
+def synthetic_sequences(n, rng, action=None, num_frames=WINDOW_FRAMES, absent_as_missing=False):
     """Occluded synthetic skeleton sequences, flattened.
 
     Parameters
@@ -49,6 +53,9 @@ def synthetic_sequences(n, rng, action=None, num_frames=WINDOW_FRAMES):
     action : numpy.random.Generator, optional
         Draws the motion shared by the sequences (one "action"); ``rng`` if None.
     num_frames : int
+    absent_as_missing : bool
+        An absent second body as NaN (how a cluster bank stores its donors) instead of 0
+        (how a window to complete holds it).
 
     Returns
     -------
@@ -89,6 +96,8 @@ def synthetic_sequences(n, rng, action=None, num_frames=WINDOW_FRAMES):
                  ).transpose(0, 2, 3, 1)
     occluded |= rng.random(occluded.shape) < 0.01
     occluded &= present[:, None, None, :]
+    if absent_as_missing:
+        occluded |= ~present[:, None, None, :]
     xyz[np.broadcast_to(occluded[..., None], xyz.shape)] = np.nan
     rows = np.moveaxis(xyz, -1, 1).reshape(n, -1)                      # (n, C, T, V, M)
     return rows.astype(np.float32)
@@ -244,14 +253,18 @@ def full_set(options, groups):
 
 
 def timings_ms(function, repeats):
-    """p50 and p99 wall time of ``function()`` in milliseconds (after one warm-up call)."""
+    """Wall times of ``function()`` in milliseconds (after one warm-up call)."""
     function()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    times = 1e3 * np.asarray(times)
+    return 1e3 * np.asarray(times)
+
+
+def percentiles(times):
+    """p50 and p99 of an array of times."""
     return np.percentile(times, 50), np.percentile(times, 99)
 
 
@@ -265,39 +278,67 @@ def online(options, groups):
     labels = np.repeat(np.arange(clusters), sizes)
     for cluster in tqdm(range(clusters), desc='bank', leave=False):
         action = np.random.default_rng([options.seed, cluster])
-        donors[labels == cluster] = synthetic_sequences(sizes[cluster], rng, action)
+        donors[labels == cluster] = synthetic_sequences(sizes[cluster], rng, action,
+                                                        absent_as_missing=True)
     centroids = np.zeros((clusters, 8), dtype=np.float32)
+    blocks = coordinate_blocks(WINDOW_FRAMES)
+    # As iospstl_ros.model_dir loads a model's bank: body slots as blocks.
     bank = ClusterBank.from_clusters(centroids, donors, labels, groups=groups,
-                                     dtype=np.float16)
+                                     dtype=np.float16, blocks=blocks)
+    plain = ClusterBank.from_clusters(centroids, donors, labels, groups=groups,
+                                      dtype=np.float16)
     cluster = 7
     windows = synthetic_sequences(options.windows, rng,
                                   np.random.default_rng([options.seed, cluster]))
     windows = windows[np.isnan(windows).any(axis=1)]
+    second = ~(windows.reshape(len(windows), NUM_CHANNELS, WINDOW_FRAMES, NUM_JOINTS,
+                               MAX_BODIES)[..., 1] == 0).all(axis=(1, 2, 3))
     print(f'(c) online: bank of {len(donors)} sequences (float16), cluster {cluster} has '
-          f'{len(bank.cluster_donors(cluster))} rows; {len(windows)} occluded windows, '
-          f'{hidden_share(windows):.1%} of joints hidden')
+          f'{len(bank.cluster_donors(cluster))} rows; {len(windows)} occluded windows '
+          f'({second.mean():.0%} with a second body), {hidden_share(windows):.1%} of joints '
+          'hidden')
     start = time.perf_counter()
     bank.impute(windows[:1], [cluster])
     cold = 1e3 * (time.perf_counter() - start)
+    plain.impute(windows[:1], [cluster])
     state = {'i': 0}
 
     def one_window(target=bank, label=cluster):
-        i = state['i'] = (state['i'] + 1) % len(windows)
+        i = state['i'] % len(windows)
+        state['i'] += 1
         return target.impute(windows[i:i + 1], [label])
 
-    p50, p99 = timings_ms(one_window, options.online_repeats)
-    print(f'    own cluster: p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   (first call, preparing '
-          f'the cluster: {cold:.0f} ms)')
+    # Both variants in one run, window by window, so the machine's noise hits both alike.
+    repeats = options.online_repeats // len(windows) + 1
+    times = {'blocks': [], 'plain': []}
+    for _ in range(repeats):
+        for target, name in ((bank, 'blocks'), (plain, 'plain')):
+            state['i'] = 0
+            times[name].append(timings_ms(lambda: one_window(target), len(windows) - 1))
+    order = np.roll(np.arange(len(windows)), -1)[:len(windows) - 1]
+    for name, label in (('blocks', 'own cluster'), ('plain', 'without blocks')):
+        all_times = np.concatenate(times[name])
+        one = np.concatenate([t[~second[order]] for t in times[name]])
+        two = np.concatenate([t[second[order]] for t in times[name]])
+        print(f'    {label:14s}: p50 {percentiles(all_times)[0]:6.2f} ms   p99 '
+              f'{percentiles(all_times)[1]:6.2f} ms;  one body p50 {percentiles(one)[0]:.2f} '
+              f'p99 {percentiles(one)[1]:.2f};  two bodies p50 {percentiles(two)[0]:.2f} '
+              f'p99 {percentiles(two)[1]:.2f}')
+    p50, p99 = percentiles(np.concatenate(times['blocks']))
+    ratio = np.median(np.concatenate(times['plain'])) / p50
+    print(f'    blocks vs without (p50): {ratio:.2f}x; first call, preparing the cluster: '
+          f'{cold:.0f} ms')
     if not options.skip_sklearn:
         online_sklearn(options, bank, cluster, windows, p50, p99)
+    del plain
     whole = ClusterBank.from_clusters(centroids[:1], donors, np.zeros(len(donors), np.int64),
-                                      groups=groups, dtype=np.float16)
+                                      groups=groups, dtype=np.float16, blocks=blocks)
     del donors
     start = time.perf_counter()
     whole.impute(windows[:1], [0])
     whole_cold = time.perf_counter() - start
-    whole_p50, whole_p99 = timings_ms(lambda: one_window(whole, 0),
-                                      max(5, options.online_repeats // 20))
+    whole_p50, whole_p99 = percentiles(timings_ms(lambda: one_window(whole, 0),
+                                                  max(5, options.online_repeats // 20)))
     print(f'    whole bank:  p50 {whole_p50:6.1f} ms   p99 {whole_p99:6.1f} ms   (preparing '
           f'it: {whole_cold:.1f} s); ratio whole / cluster (p50) {whole_p50 / p50:.0f}x')
 

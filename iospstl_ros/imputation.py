@@ -76,6 +76,9 @@ _SORT_WHOLE = 1 << 14
 _GATHER_WHOLE = 1 << 16
 #: Receivers up to which distances use the donors' transposed group sums (online windows).
 _FEW_RECEIVERS = 4
+#: Largest share of a cluster's donors observing a block for which the few-receivers
+#: products keep a compact copy of the block with just those donors.
+_COMPACT_SHARE = 0.75
 #: Donor rows prepared (validated, centred, converted to float32) per step.
 _DONOR_ROWS_PER_STEP = 512
 #: Row pairs whose distance is recomputed directly per step (their rows stay in cache).
@@ -114,6 +117,30 @@ def coordinate_groups(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
         raise ValueError('expected num_frames, num_joints and num_bodies >= 1, got '
                          f'{num_frames}, {num_joints}, {num_bodies}')
     return np.tile(np.arange(per_channel, dtype=np.int64), NUM_CHANNELS)
+
+
+def coordinate_blocks(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
+    """Body slot of every feature of a flattened ``(C, T, V, M)`` sample, for ``blocks``.
+
+    In a window to be completed an absent body is a block of observed zeros; passing these
+    blocks lets one window's distances skip that body's donor values (the result is the same).
+
+    Parameters
+    ----------
+    num_frames : int
+        T.
+    num_joints : int
+        V.
+    num_bodies : int
+        M.
+
+    Returns
+    -------
+    blocks : ndarray of shape (3 * T * V * M,), int64
+        ``blocks[i]`` is the body slot m of feature ``i``.
+    """
+    groups = coordinate_groups(num_frames, num_joints, num_bodies)
+    return groups % int(num_bodies)
 
 
 def _check_rows(name, x, n_features=None):
@@ -162,9 +189,15 @@ class _Grouping:
         The same as features (columns of the caller's arrays).
     group_of : ndarray of shape (d,), int64
         Group of each work position.
+    blocks : list of (int, int) or None
+        With ``blocks`` given, groups are numbered block by block and this holds each
+        block's range of group numbers (in the order of the block ids).
+    block_runs : list of list of (int, int)
+        Work positions of each block: one contiguous run per group member (equal sizes), or
+        one run.
     """
 
-    def __init__(self, groups, n_features):
+    def __init__(self, groups, n_features, blocks=None):
         if groups is None:
             index = np.arange(n_features)
             self.sizes = np.ones(n_features, dtype=np.int64)
@@ -177,6 +210,9 @@ class _Grouping:
             index = index.reshape(-1)
             self.sizes = sizes.astype(np.int64)
         self.n_groups = n_groups = len(self.sizes)
+        self.blocks = None
+        if blocks is not None:
+            index = self._order_by_block(blocks, index, n_features)
         largest = int(self.sizes.max(initial=1))
         self.size = largest if np.all(self.sizes == largest) else 0
         side_by_side = np.argsort(index, kind='stable')
@@ -199,6 +235,39 @@ class _Grouping:
             self.columns = self.positions
         else:
             self.columns = np.where(self.positions >= 0, self.order[self.positions], -1)
+        if self.blocks is not None:
+            # Work positions of each block: one run per member (equal sizes) or one run.
+            self.block_runs = []
+            for lo, hi in self.blocks:
+                if self.size:
+                    self.block_runs.append([(k * n_groups + lo, k * n_groups + hi)
+                                            for k in range(self.size)])
+                else:
+                    stop = self.starts[hi] if hi < n_groups else n_features
+                    self.block_runs.append([(int(self.starts[lo]), int(stop))])
+
+    def _order_by_block(self, blocks, index, n_features):
+        """Renumber groups block by block; set ``blocks`` to each block's group range."""
+        blocks = np.asarray(blocks)
+        if blocks.shape != (n_features,) or blocks.dtype.kind not in 'iu':
+            raise ValueError(f'blocks: expected an int array of shape ({n_features},), one '
+                             f'block per feature, got {blocks.dtype} {blocks.shape}')
+        block_of_group = np.empty(self.n_groups, dtype=blocks.dtype)
+        block_of_group[index] = blocks
+        if not np.array_equal(block_of_group[index], blocks):
+            group = index[np.flatnonzero(block_of_group[index] != blocks)[0]]
+            features = np.flatnonzero(index == group)
+            raise ValueError(f'blocks: features {features.tolist()} form one group but lie in '
+                             f'blocks {blocks[features].tolist()}; a group must lie inside one '
+                             'block')
+        renumber = np.empty(self.n_groups, dtype=np.int64)
+        by_block = np.argsort(block_of_group, kind='stable')
+        renumber[by_block] = np.arange(self.n_groups)
+        self.sizes = self.sizes[by_block]
+        _, first = np.unique(block_of_group[by_block], return_index=True)
+        edges = np.append(first, self.n_groups)
+        self.blocks = [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+        return renumber[index]
 
     def to_work(self, x):
         """Features of ``x`` (r, d) in work order (a copy, or ``x`` itself for the identity)."""
@@ -326,6 +395,7 @@ class _Donors:
         self.present_t[:, :m] = self.present.T
         self.present_f = self.present.astype(np.float32)
         self._few = None
+        self._blocks = None
         self.has_group = self.count > 0
         self.grouping = grouping
 
@@ -334,18 +404,63 @@ class _Donors:
 
         Returns
         -------
-        squares_t : ndarray of shape (G, m), float32
-            ``squares`` transposed (a receiver's missing groups are rows of it).
+        by_group_t : ndarray of shape (G, 2, m), float32
+            ``squares`` and ``present_f`` transposed and interleaved: a receiver's missing
+            groups are rows of it, read in one gather.
         square_total : ndarray of shape (m,), float32
             Sum of ``values ** 2`` over each donor.
         group_count : ndarray of shape (m,), float32
             Groups each donor observes.
         """
         if self._few is None:
-            self._few = (np.ascontiguousarray(self.squares.T),
+            self._few = (np.ascontiguousarray(np.stack([self.squares.T, self.present_f.T], 1)),
                          self.squares.sum(axis=1, dtype=np.float64).astype(np.float32),
                          self.present.sum(axis=1).astype(np.float32))
         return self._few
+
+    def block_terms(self):
+        """Per-block arrays for a few receivers (online windows), made on first use.
+
+        A receiver that observes every group of block b with value 0 (an absent body) has
+        centred values ``-center`` there, the same for every such receiver, so its part of the
+        cross and norm products is computed once per cluster. Donors that observe nothing in
+        a block add nothing to a receiver's products over it, so where fewer than
+        ``_COMPACT_SHARE`` of the donors observe a block (a second body), the others' rows
+        are left out of a compact copy of its columns.
+
+        Returns
+        -------
+        negative_center : ndarray of shape (d,), float32
+            ``-center``: the centred values of a zero.
+        zero_cross : ndarray of shape (B, m), float32
+            ``values[:, block b] @ -center[block b]``.
+        zero_norm : ndarray of shape (B, m), float32
+            ``present_f[:, groups of b] @ group_squares(-center)[groups of b]``.
+        compact : list of (rows, values, present_f) or None, one per block
+            The donors observing something in the block, their values on its columns
+            (work order) and their ``present_f`` on its groups; None where most donors do.
+        """
+        if self._blocks is None:
+            grouping = self.grouping
+            negative = -self.center
+            squares = grouping.group_squares(negative[None])[0]
+            m, n_blocks = len(self.values), len(grouping.blocks)
+            zero_cross = np.zeros((n_blocks, m), dtype=np.float32)
+            zero_norm = np.empty((n_blocks, m), dtype=np.float32)
+            compact = []
+            for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
+                for start, stop in runs:
+                    zero_cross[b] += self.values[:, start:stop] @ negative[start:stop]
+                zero_norm[b] = self.present_f[:, lo:hi] @ squares[lo:hi]
+                rows = np.flatnonzero(self.present[:, lo:hi].any(axis=1))
+                if len(rows) > _COMPACT_SHARE * m:
+                    compact.append(None)
+                    continue
+                columns = np.concatenate([np.arange(start, stop) for start, stop in runs])
+                compact.append((rows, self.values[np.ix_(rows, columns)],
+                                self.present_f[rows, lo:hi]))
+            self._blocks = (negative, zero_cross, zero_norm, compact)
+        return self._blocks
 
     def feature_mean(self, positions):
         """Mean of features over the donors that observe them, in float64.
@@ -451,9 +566,9 @@ def _approximate_squared(donors, centred, observed):
     grouping = donors.grouping
     r, d = centred.shape
     norms = grouping.group_squares(centred)
-    # Donors on the left: faster for few receivers (BLAS streams the donor matrix once).
-    cross = np.ascontiguousarray((donors.values @ centred.T).T)
     if r > _FEW_RECEIVERS or not grouping.size:
+        # Donors on the left: BLAS streams the donor matrix once.
+        cross = np.ascontiguousarray((donors.values @ centred.T).T)
         rhs = np.concatenate([norms, observed * grouping.sizes.astype(np.float32)]).T
         both = (donors.present_f @ rhs).T
         norm_sum = both[:r] + (donors.squares @ observed.T).T
@@ -462,17 +577,80 @@ def _approximate_squared(donors, centred, observed):
     # Few receivers (online): the donor sums over a receiver's observed groups are the donor
     # totals less the sums over its few missing groups, read as rows of the transposed arrays.
     m = len(donors.values)
-    squares_t, square_total, group_count = donors.by_group()
-    norm_sum = np.ascontiguousarray((donors.present_f @ norms.T).T)
+    by_group_t, square_total, group_count = donors.by_group()
+    if grouping.blocks is None:
+        cross = np.ascontiguousarray((donors.values @ centred.T).T)
+        norm_sum = np.ascontiguousarray((donors.present_f @ norms.T).T)
+    else:
+        cross, norm_sum = _products_by_block(donors, centred, norms,
+                                             _zero_blocks(donors, centred, observed))
     shared = np.empty((r, m), dtype=np.float32)
     for receiver in range(r):
-        missing = np.flatnonzero(observed[receiver] == 0)
+        missing_squares, missing_count = np.take(
+            by_group_t, np.flatnonzero(observed[receiver] == 0), axis=0).sum(axis=0)
         norm_sum[receiver] += square_total
-        norm_sum[receiver] -= squares_t[missing].sum(axis=0)
-        shared[receiver] = group_count
-        shared[receiver] -= np.count_nonzero(donors.present_t[missing, :m], axis=0)
+        norm_sum[receiver] -= missing_squares
+        np.subtract(group_count, missing_count, out=shared[receiver])
     shared *= np.float32(grouping.size)
     return _finish_squared(cross, norm_sum, shared, d)
+
+
+def _zero_blocks(donors, centred, observed):
+    """Blocks each receiver observes as zeros (an absent body).
+
+    Returns
+    -------
+    zero : ndarray of shape (r, B), bool
+    """
+    grouping = donors.grouping
+    negative = donors.block_terms()[0]
+    zero = np.zeros((len(centred), len(grouping.blocks)), dtype=bool)
+    for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
+        for receiver, (row, seen) in enumerate(zip(centred, observed)):
+            zero[receiver, b] = seen[lo:hi].all() and all(
+                np.array_equal(row[start:stop], negative[start:stop]) for start, stop in runs)
+    return zero
+
+
+def _products_by_block(donors, centred, norms, zero):
+    """Compute the cross and norm products of :func:`_approximate_squared`, block by block.
+
+    A receiver's zero blocks are read from :meth:`_Donors.block_terms`; its other blocks are
+    multiplied over their own columns only, with just the donors that observe something there
+    where that is a minority (a second body). Receivers with the same zero blocks are
+    multiplied together.
+
+    Returns
+    -------
+    cross, norm_sum : ndarray of shape (r, m), float32
+        ``centred @ values.T`` and ``norms @ present_f.T``.
+    """
+    grouping = donors.grouping
+    _, zero_cross, zero_norm, compact = donors.block_terms()
+    r, m = len(centred), len(donors.values)
+    cross = np.zeros((r, m), dtype=np.float32)
+    norm_sum = np.zeros((r, m), dtype=np.float32)
+    patterns = {}
+    for receiver, pattern in enumerate(zero):
+        patterns.setdefault(tuple(pattern), []).append(receiver)
+    for pattern, rows in patterns.items():
+        rows = rows[0] if len(rows) == 1 else np.asarray(rows)
+        for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
+            if pattern[b]:
+                cross[rows] += zero_cross[b]
+                norm_sum[rows] += zero_norm[b]
+            elif compact[b] is not None:
+                donor_rows, values, present = compact[b]
+                columns = np.concatenate([centred[rows, start:stop] for start, stop in runs],
+                                         axis=-1)
+                at = (rows, donor_rows) if np.ndim(rows) == 0 else np.ix_(rows, donor_rows)
+                cross[at] += (values @ columns.T).T
+                norm_sum[at] += (present @ norms[rows, lo:hi].T).T
+            else:
+                for start, stop in runs:
+                    cross[rows] += (donors.values[:, start:stop] @ centred[rows, start:stop].T).T
+                norm_sum[rows] += (donors.present_f[:, lo:hi] @ norms[rows, lo:hi].T).T
+    return cross, norm_sum
 
 
 def _approximate_squared_self(donors):
@@ -982,8 +1160,8 @@ def _same_array(a, b):
                       and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
 
-def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, chunk_size=256,
-                   return_unfilled=False):
+def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None,
+                   chunk_size=256, return_unfilled=False):
     """Fill NaN in ``receivers`` from the nearest ``donors``, as scikit-learn's KNNImputer.
 
     Gives ``KNNImputer(n_neighbors=n_neighbors, weights='distance').fit(donors)
@@ -1007,9 +1185,14 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, chunk_size=
         and z; see :func:`coordinate_groups`). Donors are then chosen once per missing group
         instead of once per feature, which is faster and gives the same result. A row where a
         group is partly missing raises ValueError.
+    blocks : ndarray of shape (d,), int, optional
+        Block of each feature (every group inside one block), such as the body slots of
+        :func:`coordinate_blocks`. When at most four receivers come at once, a block a receiver
+        observes entirely as zeros (an absent body) costs no product with the donors: only
+        faster, the result is the same.
     chunk_size : int
         Receivers processed together. Memory beyond the inputs and the output: about
-        ``4 * m * (d + 2.5 * G)`` bytes for the prepared donors (G groups; ``4 * m * G`` more
+        ``4 * m * (d + 2.5 * G)`` bytes for the prepared donors (G groups; ``8 * m * G`` more
         when at most four receivers come at once) plus ``chunk_size * (12 * d + 40 * m)``
         bytes, or ``24 * m * m`` when receivers are donors, plus about 200 bytes per missing
         group of a chunk's receivers.
@@ -1028,13 +1211,14 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, chunk_size=
     ------
     ValueError
         If an array is not 2-D float, the feature counts differ, a value is infinite, a receiver
-        row is all NaN, ``groups`` does not fit, or ``n_neighbors`` / ``chunk_size`` < 1.
+        row is all NaN, ``groups`` or ``blocks`` does not fit, or ``n_neighbors`` /
+        ``chunk_size`` < 1.
     """
     receivers = _check_rows('receivers', receivers)
     donors = _check_rows('donors', donors, receivers.shape[1])
     n_neighbors = _check_count('n_neighbors', n_neighbors)
     chunk_size = _check_count('chunk_size', chunk_size)
-    grouping = _Grouping(groups, receivers.shape[1])
+    grouping = _Grouping(groups, receivers.shape[1], blocks)
     prepared = _Donors(donors, grouping)
     imputed, unfilled = _impute_rows(prepared, receivers, n_neighbors, chunk_size,
                                      _same_array(receivers, donors))
@@ -1053,14 +1237,19 @@ class ClusterBank:
     rows of the cluster.
 
     A cluster's donors are prepared (float32, centred, about ``4 * n_k * (d + 3.5 * G)``
-    bytes, 43 MB for 667 NTU windows) on first use and cached; the cache makes the object
-    unsafe to share between threads. One window then reads about 27 MB of it (the donor values
-    once, for the cross term, and the group mask once), so latency follows memory bandwidth.
+    bytes, 43 MB for 667 NTU windows, plus ``8 * n_k * G`` for one window at a time) on first
+    use and cached; the cache makes the object unsafe to share between threads. One window
+    then reads the donor values once for the cross term and the group mask once (27 MB), so
+    latency follows memory bandwidth; with the body slots as ``blocks`` a window without a
+    second body reads half of that, and a second body only the donors that have one.
 
     Parameters
     ----------
     groups : ndarray of shape (d,), int, optional
         Group of each feature, as in :func:`nan_knn_impute`; saved with the bank.
+    blocks : ndarray of shape (d,), int, optional
+        Block of each feature, as in :func:`nan_knn_impute` (only a speed-up for one window
+        at a time; not saved: pass it to :meth:`load`).
     chunk_size : int
         Receivers imputed together.
     max_cached_clusters : int
@@ -1079,8 +1268,9 @@ class ClusterBank:
         d.
     """
 
-    def __init__(self, groups=None, chunk_size=256, max_cached_clusters=4):
+    def __init__(self, groups=None, blocks=None, chunk_size=256, max_cached_clusters=4):
         self.groups = groups
+        self.blocks = blocks
         self.chunk_size = chunk_size
         self.max_cached_clusters = max_cached_clusters
 
@@ -1143,13 +1333,31 @@ class ClusterBank:
         return bank
 
     def _set_state(self, centroids, donors, offsets, donor_index):
-        self._grouping = _Grouping(self.groups, donors.shape[1])
+        self._grouping = _Grouping(self.groups, donors.shape[1], self.blocks)
         self.centroids_ = centroids
         self.donors_ = donors
         self.offsets_ = offsets
         self.donor_index_ = donor_index
         self.n_features_in_ = donors.shape[1]
         self._prepared = OrderedDict()
+
+    def set_blocks(self, blocks):
+        """Set ``blocks`` (see the class parameters) of a built or loaded bank.
+
+        Parameters
+        ----------
+        blocks : ndarray of shape (d,), int, or None
+
+        Returns
+        -------
+        self : ClusterBank
+        """
+        self._check_fitted()
+        grouping = _Grouping(self.groups, self.n_features_in_, blocks)
+        self.blocks = blocks
+        self._grouping = grouping
+        self._prepared = OrderedDict()
+        return self
 
     def _check_fitted(self):
         if not hasattr(self, 'donors_'):
@@ -1271,7 +1479,8 @@ class ClusterBank:
         mmap : bool
             Memory-map ``donors.npy`` (read-only) instead of reading it into memory.
         **settings
-            ``chunk_size`` and ``max_cached_clusters``; ``groups`` comes from the files.
+            ``blocks``, ``chunk_size`` and ``max_cached_clusters``; ``groups`` comes from the
+            files.
 
         Returns
         -------

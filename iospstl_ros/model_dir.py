@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 
-from iospstl_ros.imputation import ClusterBank, coordinate_groups
+from iospstl_ros.imputation import ClusterBank, coordinate_blocks, coordinate_groups
 from iospstl_ros.layout import (
     CENTER_JOINT, EDGES, JOINT_NAMES, MAX_BODIES, NUM_CHANNELS, NUM_JOINTS, WINDOW_FRAMES)
 import numpy as np
@@ -329,6 +329,8 @@ def load_model_dir(path, verify_checksums=True, mmap=True, max_cached_clusters=4
     if bank.groups is not None and not np.array_equal(bank.groups, groups):
         raise _error(path, f'{BANK_DIR}/groups.npy', 'expected the joint groups of a '
                      f'(3, {WINDOW_FRAMES}, {NUM_JOINTS}, {MAX_BODIES}) window')
+    # An absent second body then costs one window's imputation no donor products.
+    bank.set_blocks(coordinate_blocks(WINDOW_FRAMES, NUM_JOINTS, MAX_BODIES))
     return ModelDir(
         path=path, metadata=meta, classes=tuple(classes),
         stage1_path=os.path.join(path, STAGE1_FILE),

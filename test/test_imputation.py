@@ -2,7 +2,8 @@
 
 import os
 
-from iospstl_ros.imputation import ClusterBank, coordinate_groups, nan_knn_impute
+from iospstl_ros.imputation import (
+    ClusterBank, coordinate_blocks, coordinate_groups, nan_knn_impute)
 import numpy as np
 import pytest
 
@@ -221,6 +222,68 @@ def test_one_window_and_batches_agree():
     assert np.abs(single - reference).max() <= 1e-4
 
 
+def two_body_windows(rng, n, num_frames=6, second_share=0.3, offset=0.5):
+    """Rows as in a bank (absent 2nd body NaN) and as windows to complete (absent body 0)."""
+    groups = coordinate_groups(num_frames)
+    d = groups.size
+    slot = coordinate_blocks(num_frames)
+    rows = offset + rng.normal(0, 0.3, (n, 1)) + rng.normal(0, 0.1, (n, d))
+    hidden = rng.random((n, d // 3)) < 0.15
+    hidden[:, :d // 12] |= rng.random((n, 1)) < 0.4
+    second = rng.random(n) < second_share
+    absent = ~second[:, None] & (slot == 1)[None]
+    rows[hidden[:, groups]] = nan
+    donors = np.where(absent, nan, rows)
+    windows = np.where(absent, 0.0, rows)
+    return donors, windows, groups, slot, second
+
+
+def test_coordinate_blocks_are_the_body_slots():
+    slot = coordinate_blocks(2, num_joints=3, num_bodies=2)
+    x = np.zeros((3, 2, 3, 2), dtype=np.int64)               # (C, T, V, M)
+    x[..., 1] = 1
+    np.testing.assert_array_equal(slot, x.reshape(-1))
+
+
+def test_blocks_skip_absent_bodies_and_match_sklearn():
+    # One to four windows at a time take the block products (an absent second body costs no
+    # donor product, a second body only its few donors); the result must not change.
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(12)
+    donors, windows, groups, slot, second = two_body_windows(rng, 260)
+    bank_rows, receivers = donors[:220], windows[220:]
+    assert second[220:].any() and not second[220:].all()
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(bank_rows).transform(
+        receivers)
+    for size in (1, 3):
+        ours = np.concatenate([
+            nan_knn_impute(receivers[i:i + size], bank_rows, groups=groups, blocks=slot)
+            for i in range(0, len(receivers), size)])
+        assert np.abs(ours - reference).max() <= 1e-4
+    bank = ClusterBank.from_clusters(np.zeros((1, 2)), bank_rows, np.zeros(220, np.int64),
+                                     groups=groups, blocks=slot)
+    one = np.concatenate([bank.impute(row[None], [0])[0] for row in receivers])
+    assert np.abs(one - reference).max() <= 1e-4
+    # The second body is observed by under a third of the donors: kept as a compact copy.
+    compact = bank._donors_of(0).block_terms()[3]
+    assert compact[0] is None and compact[1][1].shape[0] < 0.4 * 220
+
+
+def test_set_blocks_on_a_loaded_bank(tmp_path):
+    rng = np.random.default_rng(13)
+    donors, windows, groups, slot, _ = two_body_windows(rng, 120)
+    bank = ClusterBank.from_clusters(np.zeros((1, 2)), donors[:100], np.zeros(100, np.int64),
+                                     groups=groups)
+    bank.save(tmp_path)
+    loaded = ClusterBank.load(tmp_path)
+    before = np.concatenate([loaded.impute(row[None], [0])[0] for row in windows[100:]])
+    assert loaded.set_blocks(slot) is loaded
+    after = np.concatenate([loaded.impute(row[None], [0])[0] for row in windows[100:]])
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match='blocks: expected an int array of shape'):
+        loaded.set_blocks(slot[:-1])
+
+
 def test_first_usable_by_eight_matches_the_whole_gather():
     from iospstl_ros.imputation import _first_usable, _first_usable_by_eight
     rng = np.random.default_rng(10)
@@ -271,6 +334,10 @@ def test_memory_mapped_inputs(tmp_path):
     ([[0.0, nan]], [[1.0, 2.0]], {'groups': [0]}, r'groups: expected an int array of shape'),
     ([[0.0, nan]], [[1.0, 2.0]], {'groups': [0, 0]}, 'only some of them are missing'),
     ([[0.0, 1.0]], [[1.0, nan]], {'groups': [0, 0]}, 'donors row 0'),
+    ([[0.0, nan]], [[1.0, 2.0]], {'blocks': [0]}, r'blocks: expected an int array of shape'),
+    ([[0.0, nan]], [[1.0, 2.0]], {'blocks': [0.0, 1.0]}, r'blocks: expected an int array'),
+    ([[0.0, nan]], [[1.0, 2.0]], {'groups': [0, 0], 'blocks': [0, 1]},
+     r'features \[0, 1\] form one group but lie in blocks \[0, 1\]'),
 ])
 def test_bad_input_raises(receivers, donors, kwargs, match):
     with pytest.raises(ValueError, match=match):
