@@ -1,6 +1,10 @@
 """OPSTL pre-training loop: schedule, resume, outputs and input errors (tiny preset, CPU)."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 from iospstl_ros.dataset import SplitWriter
 import numpy as np
@@ -12,6 +16,8 @@ from training.model import barlow_twins_loss
 from training.pretrain import (cross_correlation, global_batches, learning_rate,
                                main as pretrain, redundancy_loss)
 from training.windows import make_windows
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_random_benchmark(root, n=12, frames=40, seed=0):
@@ -34,28 +40,58 @@ def test_learning_rate_schedule_is_the_reference_one():
     assert learning_rate(149, 5e-3, 10, 150) == pytest.approx(6.29e-7, rel=1e-2)
 
 
-def test_resume_continues_identically(tmp_path):
+def test_a_killed_run_resumes_identically(tmp_path):
+    # A real interruption: the process is killed (SIGKILL) once it has logged three epochs, at
+    # whatever point of the fourth it is; the next run with the same command continues from
+    # the last complete checkpoint and must end with the weights of an uninterrupted run.
     write_random_benchmark(tmp_path / 'data')
     common = ['--data', str(tmp_path / 'data'), '--preset', 'tiny', '--device', 'cpu',
-              '--no-progress', '--batch-size', '6']
-    pretrain(common + ['--out', str(tmp_path / 'straight'), '--epochs', '3'])
-    pretrain(common + ['--out', str(tmp_path / 'resumed'), '--epochs', '1'])
-    pretrain(common + ['--out', str(tmp_path / 'resumed'), '--epochs', '3'])
+              '--no-progress', '--batch-size', '6', '--epochs', '12', '--warmup', '1']
+    pretrain(common + ['--out', str(tmp_path / 'straight')])
+    killed = tmp_path / 'resumed'
+    command = [sys.executable, '-m', 'training.pretrain'] + common + ['--out', str(killed)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    metrics = killed / 'metrics.jsonl'
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.005)
+    process.kill()
+    process.wait()
+    assert not (killed / 'encoder.pt').exists(), 'the run ended before it could be killed'
+    # epoch 1 has lr 0 (warm-up): the checkpoint kept is one of a later epoch, whose weights
+    # have moved, so a resume that restored nothing could not match
+    assert torch.load(killed / 'checkpoint.pt', weights_only=False)['epoch'] >= 1
+    pretrain(common + ['--out', str(killed)])
     straight = torch.load(tmp_path / 'straight' / 'encoder.pt', weights_only=False)
-    resumed = torch.load(tmp_path / 'resumed' / 'encoder.pt', weights_only=False)
+    resumed = torch.load(killed / 'encoder.pt', weights_only=False)
     assert straight['config'] == resumed['config']
     assert straight['config']['hidden_channels'] == 4
     for key, value in straight['state_dict'].items():
         assert torch.equal(value, resumed['state_dict'][key]), key
-    lines = (tmp_path / 'resumed' / 'metrics.jsonl').read_text().splitlines()
-    assert [json.loads(line)['epoch'] for line in lines] == [1, 2, 3]
-    assert json.loads(lines[0])['lr'] == 0.0
-    commands = (tmp_path / 'resumed' / 'command.txt').read_text().splitlines()
-    assert len(commands) == 2 and 'training.pretrain' in commands[0]
-    # epoch 1 has lr 0 (warm-up from 0): weights must not have moved from initialisation,
-    # while the later epochs must move them
-    first = [json.loads(line)['loss'] for line in lines]
-    assert all(np.isfinite(first))
+    epochs = [json.loads(line)['epoch'] for line in metrics.read_text().splitlines()]
+    assert epochs[-1] == 12 and sorted(set(epochs)) == list(range(1, 13))
+    assert len((killed / 'command.txt').read_text().splitlines()) == 2
+    straight_losses = [json.loads(line)['loss'] for line in
+                       (tmp_path / 'straight' / 'metrics.jsonl').read_text().splitlines()]
+    last = {json.loads(line)['epoch']: json.loads(line)['loss']
+            for line in metrics.read_text().splitlines()}
+    assert [last[e] for e in range(1, 13)] == straight_losses
+
+
+def test_resume_refuses_other_training_arguments(tmp_path):
+    write_random_benchmark(tmp_path / 'data', n=4)
+    common = ['--data', str(tmp_path / 'data'), '--preset', 'tiny', '--device', 'cpu',
+              '--no-progress', '--batch-size', '2', '--out', str(tmp_path / 'run')]
+    pretrain(common + ['--epochs', '1'])
+    with pytest.raises(ValueError, match=r'holds a run with other arguments: --lr 0\.005 '
+                                         r'there, 0\.001 now'):
+        pretrain(common + ['--epochs', '2', '--lr', '1e-3'])
+    pretrain(common + ['--epochs', '2'])            # more epochs is allowed
+    lines = (tmp_path / 'run' / 'metrics.jsonl').read_text().splitlines()
+    assert [json.loads(line)['epoch'] for line in lines] == [1, 2]
 
 
 def test_missing_windows_and_missing_B_are_clear_errors(tmp_path):

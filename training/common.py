@@ -147,6 +147,43 @@ class RunDir:
         return torch.load(path, map_location=map_location, weights_only=False)
 
 
+#: Arguments a resumed run may change: where and how it runs, not what it trains.
+RESUMABLE_CHANGES = ('out', 'device', 'workers', 'no_progress', 'amp')
+
+
+def check_resume_arguments(args, is_main=True):
+    """Refuse to resume ``--out`` with other training arguments than the run it holds.
+
+    ``--epochs`` may change (to train a finished run further), with a note that the cosine
+    schedule then changes; where and how the run executes (device, workers, progress) may too.
+    Used by every script that resumes from ``checkpoint.pt``.
+
+    Raises
+    ------
+    ValueError
+        Naming the arguments that differ from those of the saved run.
+    """
+    saved_path = os.path.join(args.out, 'args.json')
+    if not (os.path.exists(os.path.join(args.out, CHECKPOINT)) and os.path.exists(saved_path)):
+        return
+    with open(saved_path) as f:
+        saved = json.load(f)
+    current = json.loads(json.dumps(vars(args), default=str))
+    differ = [key for key in sorted(set(saved) | set(current))
+              if key not in RESUMABLE_CHANGES + ('epochs',)
+              and saved.get(key) != current.get(key)]
+    if differ:
+        raise ValueError(
+            f'{args.out} holds a run with other arguments: '
+            + ', '.join(f'--{key.replace("_", "-")} {saved.get(key)!r} there, '
+                        f'{current.get(key)!r} now' for key in differ)
+            + '; resume with the same arguments or choose a new --out')
+    if saved.get('epochs') != current.get('epochs') and is_main:
+        print(f'resuming {args.out} with --epochs {current.get("epochs")} (it was started with '
+              f'{saved.get("epochs")}): the learning-rate schedule of the remaining epochs '
+              'follows the new count')
+
+
 def atomic_torch_save(state, path):
     """``torch.save`` that never leaves a partial file at ``path``."""
     tmp = f'{path}.tmp{os.getpid()}'

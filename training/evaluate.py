@@ -9,7 +9,9 @@ encoder in eval mode; finetune / semi lr 5e-3 end to end). Reports the **per-sam
 accuracy at the last epoch** (our headline number) and, labelled as such, the reference's
 number: the best over epochs of the mean of per-batch accuracies, which selects a model on the
 test set. Writes ``summary.json``, ``metrics.jsonl``, ``confusion.json``, ``confusion.png`` and
-``classifier.pt`` (encoder config, encoder and head weights) next to the command line.
+``classifier.pt`` (encoder config, encoder and head weights) next to the command line. A
+``checkpoint.pt`` is written atomically every epoch; running the same command again resumes
+from it (fine-tuning takes a while on a CPU).
 """
 
 import argparse
@@ -23,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from training.augment import input_view
-from training.common import RunDir, seed_everything, select_device
+from training.common import check_resume_arguments, RunDir, seed_everything, select_device
 from training.data import class_stratified_subset, WindowDataset
 from training.model import Classifier, EncoderConfig, STGCNEncoder
 from training.plots import confusion_matrix, plot_confusion
@@ -31,15 +33,50 @@ from training.plots import confusion_matrix, plot_confusion
 DEFAULT_LR = {'linear': 0.01, 'finetune': 5e-3, 'semi': 5e-3}
 
 
-def load_encoder(path, device):
-    """Rebuild the encoder saved by ``pretrain`` (or the encoder part of ``classifier.pt``)."""
+def load_encoder(path, device, view=None, why=None):
+    """Rebuild the encoder saved by ``pretrain`` (or the encoder part of ``classifier.pt``).
+
+    Parameters
+    ----------
+    path : str
+    device : torch.device
+    view : {'joint', 'motion', 'bone'}, optional
+        The input view the caller feeds; a ValueError if the encoder was trained on another.
+    why : str, optional
+        Why the caller feeds that view, for the error (default: advice to pass ``--view``).
+    """
     state = torch.load(path, map_location=device, weights_only=False)
     if not isinstance(state, dict) or 'config' not in state or 'state_dict' not in state:
         raise ValueError(f'{path}: expected an encoder file with "config" and "state_dict" '
                          '(written by training.pretrain)')
+    trained = state.get('view') or 'joint'
+    if view is not None and view != trained:
+        raise ValueError(f'{path}: the encoder was pre-trained on the {trained} view, but this '
+                         f'step feeds it the {view} view' + (
+                             f'; pass --view {trained}' if why is None else f' ({why})'))
     encoder = STGCNEncoder(EncoderConfig.from_dict(state['config']))
     encoder.load_state_dict(state['state_dict'])
     return encoder.to(device)
+
+
+def encoder_view(path):
+    """Return the input view an ``encoder.pt`` (or ``classifier.pt``) was trained on."""
+    state = torch.load(path, map_location='cpu', weights_only=False)
+    return (state.get('view') if isinstance(state, dict) else None) or 'joint'
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {value}')
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f'expected a fraction in (0, 1], got {value}')
+    return value
 
 
 def build_parser():
@@ -51,16 +88,18 @@ def build_parser():
     parser.add_argument('--protocol', choices=('linear', 'finetune', 'semi'), default='linear',
                         help='linear: frozen encoder; finetune: end to end; semi: end to end '
                              'on a class-stratified fraction of the labels')
-    parser.add_argument('--label-fraction', type=float, default=0.1,
+    parser.add_argument('--label-fraction', type=_fraction, default=0.1,
                         help='semi: fraction of labelled training samples per class '
                              '(0.01 or 0.1 in the paper)')
-    parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--epochs', type=int, default=150, help='epochs (reference 150)')
-    parser.add_argument('--batch-size', type=int, default=128, help='batch size')
+    parser.add_argument('--out', required=True, help='output folder (resumed if it holds a '
+                        'checkpoint of the same command)')
+    parser.add_argument('--epochs', type=_positive, default=150, help='epochs (reference 150)')
+    parser.add_argument('--batch-size', type=_positive, default=128, help='batch size')
     parser.add_argument('--lr', type=float,
                         help='learning rate (default: linear 0.01, finetune/semi 5e-3)')
-    parser.add_argument('--view', choices=('joint', 'motion', 'bone'), default='joint',
-                        help='input view (must match pre-training)')
+    parser.add_argument('--view', choices=('joint', 'motion', 'bone'),
+                        help='input view (default and only accepted value: the one the '
+                             'encoder was pre-trained on)')
     parser.add_argument('--device', default='auto', help="'cpu', 'cuda', 'cuda:N' or 'auto'")
     parser.add_argument('--seed', type=int, default=1, help='random seed')
     parser.add_argument('--no-progress', action='store_true', help='hide progress bars')
@@ -83,6 +122,10 @@ def main(argv=None):
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.protocol]
     seed_everything(args.seed)
     device = select_device(args.device)
+    if args.view is None:
+        args.view = encoder_view(args.encoder)
+    encoder = load_encoder(args.encoder, device, args.view)
+    check_resume_arguments(args)
     run = RunDir(args.out, args, module='training.evaluate', argv=argv)
     train_set = WindowDataset(args.data, 'train')
     if args.protocol == 'semi':
@@ -92,7 +135,6 @@ def main(argv=None):
     classes = train_set.classes
     num_classes = len(classes) if classes else int(max(train_set.labels.max(),
                                                        val_set.labels.max()) + 1)
-    encoder = load_encoder(args.encoder, device)
     model = Classifier(encoder, num_classes).to(device)
     generator = torch.Generator().manual_seed(args.seed)
     frozen = args.protocol == 'linear'
@@ -124,27 +166,50 @@ def main(argv=None):
             return model.fc(batch.to(device))
         return model(input_view(batch.to(device), args.view))
 
-    best_reference = 0.0
-    bar = tqdm(range(args.epochs), desc=f'{args.protocol}', unit='epoch',
-               disable=args.no_progress)
+    best_reference, start_epoch = 0.0, 0
+    state = run.load_checkpoint(map_location=device)
+    if state is not None:
+        (model.fc if frozen else model).load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        scheduler.T_max = args.epochs          # --epochs may have changed (see the note)
+        generator.set_state(state['generator'])
+        torch.set_rng_state(state['torch_rng'])
+        best_reference, start_epoch = state['best_reference'], state['epoch'] + 1
+        print(f'resuming {args.out} at epoch {start_epoch + 1}')
+    bar = tqdm(range(start_epoch, args.epochs), desc=f'{args.protocol}', unit='epoch',
+               disable=args.no_progress, initial=start_epoch, total=args.epochs)
     for epoch in bar:
         model.train(not frozen)
         if frozen:
             encoder.eval()
+        total, seen = 0.0, 0
         for batch in train_loader:
             x, y = batch[0], batch[1]
             loss = loss_fn(forward(x), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            total += float(loss.item()) * len(y)
+            seen += len(y)
         scheduler.step()
         predictions, labels, batch_means = _predict(model, val_loader, forward, device)
         accuracy = float((predictions == labels).mean())
         reference = float(np.mean(batch_means))
         best_reference = max(best_reference, reference)
-        run.log(epoch=epoch + 1, loss=float(loss.item()), top1=accuracy,
+        run.log(epoch=epoch + 1, loss=total / max(seen, 1), top1=accuracy,
                 top1_batch_mean=reference, lr=scheduler.get_last_lr()[0])
+        run.save_checkpoint({'model': (model.fc if frozen else model).state_dict(),
+                             'optimizer': optimizer.state_dict(),
+                             'scheduler': scheduler.state_dict(),
+                             'generator': generator.get_state(),
+                             'torch_rng': torch.get_rng_state(), 'epoch': epoch,
+                             'best_reference': best_reference, 'top1': accuracy})
         bar.set_postfix(top1=f'{100 * accuracy:.1f}')
+    if start_epoch >= args.epochs:
+        # The run had finished: evaluate the saved model again for the outputs.
+        predictions, labels, _ = _predict(model, val_loader, forward, device)
+        accuracy = float((predictions == labels).mean())
     matrix = confusion_matrix(labels, predictions, num_classes)
     summary = {'protocol': args.protocol, 'epochs': args.epochs, 'lr': lr,
                'train_samples': len(train_set), 'val_samples': len(val_set),

@@ -47,6 +47,7 @@ from torch import nn
 
 from training.augment import input_view
 from training.evaluate import load_encoder
+from training.impute import STAGE1_VIEW
 from training.model import Classifier, EncoderConfig, STGCNEncoder
 
 #: Windows re-embedded to check that ``--stage1`` is the encoder the bank was clustered with.
@@ -337,7 +338,7 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
         if not os.path.isfile(path):
             raise ValueError(f'{what} {path}: missing')
     meta, bank = _check_imputed(imputed)
-    encoder = load_encoder(stage1, 'cpu').eval()
+    encoder = load_encoder(stage1, 'cpu', view='joint', why=STAGE1_VIEW).eval()
     if bank.centroids_.shape[1] != encoder.config.hidden_dim:
         raise ValueError(f'--stage1 gives {encoder.config.hidden_dim}-d embeddings, the '
                          f'centroids in {imputed} are {bank.centroids_.shape[1]}-d')

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from training.common import RunDir, select_device
 from training.evaluate import load_encoder
-from training.impute import embed, impute_arrays, METHODS
+from training.impute import embed, impute_arrays, METHODS, STAGE1_VIEW
 from training.windows import load_windows
 
 
@@ -92,7 +92,7 @@ def main(argv=None):
     train_clusters = clusters = None
     if 'cluster-knn' in args.methods:
         device = select_device(args.device)
-        encoder = load_encoder(args.encoder, device)
+        encoder = load_encoder(args.encoder, device, view='joint', why=STAGE1_VIEW)
         k = args.clusters or len(split.meta.get('classes') or []) or 60
         kmeans = KMeans(n_clusters=k, max_iter=100, random_state=0, n_init='auto')
         train_clusters = kmeans.fit_predict(embed(encoder, train[0], device, progress=False))

@@ -45,6 +45,11 @@ METHODS = ('cluster-knn', 'global-knn', 'mean', 'random', 'none')
 COPIED = ('label.npy', 'B.npy', 'names.txt', 'label.pkl', 'num_frames.npy')
 
 
+#: Why the stage-1 encoder must take joint coordinates.
+STAGE1_VIEW = ('cluster assignment, here and in the exported stage-1 graph the robot runs, '
+               'takes joint coordinates: pre-train stage 1 with --view joint')
+
+
 @torch.no_grad()
 def embed(encoder, data, device, batch_size=256, progress=True, desc='embed'):
     """Stage-1 features of windows with occluded joints at the centre (0).
@@ -130,7 +135,7 @@ def main(argv=None):
     clusters = {}
     if args.method == 'cluster-knn':
         device = select_device(args.device)
-        encoder = load_encoder(args.encoder, device)
+        encoder = load_encoder(args.encoder, device, view='joint', why=STAGE1_VIEW)
         started = time.time()
         embeddings = {part: embed(encoder, windows[part][0], device, progress=progress,
                                   desc=f'embed {part}') for part in windows}

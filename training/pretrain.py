@@ -48,7 +48,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from training import augment
-from training.common import (cleanup_distributed, init_distributed, RunDir, seed_everything)
+from training.common import (
+    check_resume_arguments, cleanup_distributed, init_distributed, RunDir, seed_everything)
 from training.data import WindowDataset
 from training.model import BarlowTwinsHead, count_parameters, EncoderConfig, STGCNEncoder
 
@@ -345,6 +346,7 @@ def main(argv=None):
 
 def train(args, dist_info, device, argv):
     seed_everything(args.seed)
+    check_resume_arguments(args, dist_info.is_main)
     run = RunDir(args.out, args, dist_info.is_main, module='training.pretrain', argv=argv)
     indices = range(args.limit) if args.limit else None
     dataset = WindowDataset(args.data, 'train', indices=indices)
