@@ -225,6 +225,8 @@ def main(args=None):
                         help='seconds of input per body count (default: 10)')
     parser.add_argument('--duration', type=float, default=600.0,
                         help='seconds of the memory run at the largest N served (default: 600)')
+    parser.add_argument('--memory-bodies', type=int,
+                        help='bodies of the memory run (default: the largest N served)')
     parser.add_argument('--stride', type=int, default=10, help='node stride (default: 10)')
     parser.add_argument('--no-stagger', dest='stagger', action='store_false',
                         help='start all bodies on the same frame, so that all their windows '
@@ -242,6 +244,9 @@ def main(args=None):
     counts = [int(n) for n in options.bodies.split(',') if n.strip()]
     if not counts or min(counts) < 1:
         parser.error(f'--bodies: expected positive integers, got {options.bodies!r}')
+    if options.memory_bodies is not None and not 1 <= options.memory_bodies <= max(counts):
+        parser.error(f'--memory-bodies: expected 1 to {max(counts)} (the largest of --bodies), '
+                     f'got {options.memory_bodies}')
     os.makedirs(options.out, exist_ok=True)
     model = choose_model(options.model)
     env = dict(os.environ, ROS_DOMAIN_ID=str(options.domain_id),
@@ -299,7 +304,7 @@ def main(args=None):
             spin_until(executor, lambda: False, 1.5)  # let the old tracks time out
         served = [r['bodies'] for r in sweep if r['served']]
         report['largest_n_served'] = max(served) if served else None
-        memory_n = max(served) if served else min(counts)
+        memory_n = options.memory_bodies or (max(served) if served else min(counts))
         ids = [100000 + i for i in range(memory_n)]
         rss = []
         print(f'memory run: {memory_n} bodies for {options.duration:.0f} s', flush=True)

@@ -88,6 +88,10 @@ def build_parser():
                         help='validation windows scored by the MPJPE check')
     parser.add_argument('--no-clean', action='store_true', help='skip the clean upper bound')
     parser.add_argument('--seed', type=int, default=0, help='data seed')
+    parser.add_argument('--merge', metavar='JSON',
+                        help='an end_to_end.json of an earlier run with the same settings: its '
+                             'splits that this run does not compute join the report (to run '
+                             'the splits one at a time)')
     return parser
 
 
@@ -177,6 +181,8 @@ def main(argv=None):
     results['stage_seconds'] = {k: round(v, 1) for k, v in run.times.items()}
     results['commands'] = run.commands
     results['wall_seconds'] = round(time.perf_counter() - started, 1)
+    if args.merge:
+        results = merge_results(read_json(args.merge), results, args.merge)
     write_report(out, results, args)
     print(open(os.path.join(out, 'end_to_end.md')).read())
     if args.docs:
@@ -184,6 +190,42 @@ def main(argv=None):
         for name in ('end_to_end.md', 'end_to_end.json'):
             shutil.copy(os.path.join(out, name), os.path.join(args.docs, name))
     return results
+
+
+#: Settings two runs must share for their splits to appear in one table.
+SHARED_SETTINGS = ('num_samples', 'preset', 'epochs', 'linear_epochs', 'quality_limit', 'seed')
+
+
+def merge_results(earlier, current, path):
+    """Join the splits of an earlier report that ``current`` did not compute.
+
+    Raises
+    ------
+    ValueError
+        If the two runs differ in a setting of :data:`SHARED_SETTINGS`.
+    """
+    differ = [k for k in SHARED_SETTINGS
+              if earlier.get('settings', {}).get(k) != current['settings'].get(k)]
+    if differ:
+        raise ValueError(f'--merge {path}: made with other settings ('
+                         + ', '.join(f'{k} {earlier.get("settings", {}).get(k)!r} there, '
+                                     f'{current["settings"].get(k)!r} now' for k in differ)
+                         + '); its numbers are not comparable')
+    added = [s for s in earlier['splits'] if s not in current['splits']]
+    merged = dict(current)
+    merged['splits'] = {**{s: earlier['splits'][s] for s in added}, **current['splits']}
+    times = {}
+    for key, value in earlier.get('stage_seconds', {}).items():
+        if any(key.startswith(f'{s}/') or key.endswith(f'/{s}') for s in added) \
+                or key not in current['stage_seconds']:
+            times[key] = value
+        else:
+            times[f'{key} (earlier run)'] = value
+    merged['stage_seconds'] = {**times, **current['stage_seconds']}
+    merged['commands'] = earlier.get('commands', []) + [
+        c for c in current['commands'] if c not in earlier.get('commands', [])]
+    merged['merged'] = {'splits': added, 'command': earlier.get('command'), 'from': path}
+    return merged
 
 
 def percent(value):
@@ -195,7 +237,10 @@ def write_report(out, results, args):
         json.dump(results, f, indent=2)
     splits = list(results['splits'])
     lines = ['# End-to-end occlusion benchmark (synthetic, realistic furniture occlusion)', '',
-             f'Produced by `{results["command"]}` ({args.num_samples} synthetic sequences, '
+             f'Produced by `{results["command"]}`'
+             + (f' and, for {", ".join(results["merged"]["splits"])}, '
+                f'`{results["merged"]["command"]}`' if 'merged' in results else '')
+             + f' ({args.num_samples} synthetic sequences, '
              f'`{args.preset}` pre-training preset, linear evaluation '
              f'{args.linear_epochs} epochs, top-1 at the last epoch on the held-out split).', '',
              '## Linear evaluation top-1 (%)', '',

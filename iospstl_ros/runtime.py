@@ -133,6 +133,23 @@ def engine_cache_dir(model_checksum, device_id=0, cache_root=None, tag=''):
     return path
 
 
+def _open_session(ort, path, options, providers):
+    """Open an ``InferenceSession``; ONNX Runtime's load errors become a ValueError.
+
+    ONNX Runtime raises its own exception types (``InvalidProtobuf``, ``Fail``, ...), which
+    derive from ``Exception`` only; callers that catch the usual load errors would let them
+    escape, so they are turned into a ValueError naming the file.
+    """
+    try:
+        return ort.InferenceSession(path, options, providers=providers)
+    except Exception as error:
+        if not type(error).__module__.startswith('onnxruntime'):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ValueError(f'{path}: ONNX Runtime cannot load it ({type(error).__name__}: '
+                         f'{reason})') from error
+
+
 def check_input(x, sample_shape, what='input'):
     """Validate a network input: float32, (N, *sample_shape), N >= 1, finite.
 
@@ -240,7 +257,7 @@ class OnnxRunner:
                 model_checksum = sha256_file(path)
             self.cache_path = engine_cache_dir(model_checksum, device_id, cache_dir,
                                                tag=f'ort{ort.__version__}')
-            probe = ort.InferenceSession(path, options, providers=[CPU_PROVIDER]).get_inputs()[0]
+            probe = _open_session(ort, path, options, [CPU_PROVIDER]).get_inputs()[0]
             name, tail = probe.name, 'x'.join(str(s) for s in probe.shape[1:])
             providers.append((TENSORRT_PROVIDER, {
                 'device_id': device_id,
@@ -255,7 +272,7 @@ class OnnxRunner:
         if backend in ('auto', 'tensorrt', 'cuda') and CUDA_PROVIDER in available:
             providers.append((CUDA_PROVIDER, {'device_id': device_id}))
         providers.append((CPU_PROVIDER, {}))
-        self.session = ort.InferenceSession(path, options, providers=providers)
+        self.session = _open_session(ort, path, options, providers)
         self.provider = self.session.get_providers()[0]
         if self.provider == TENSORRT_PROVIDER:
             self.max_batch = int(max_batch)  # the optimisation profile's limit

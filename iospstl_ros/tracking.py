@@ -34,7 +34,10 @@ Per frame (:meth:`OnlineRecognizer.process`):
    reference point, of the distance between their spine-shoulder joints (20), or the midpoints
    of their shoulders (4, 8) where the spine shoulder is occluded. Ties go to the lower body id.
    Pairing is per window and not exclusive: A and B can each be the other's partner, so both
-   get a label, each from its own point of view (as the training data holds both orders).
+   get a label, each from its own point of view. The training data hold each interaction in
+   one order only (the performer, or NTU's first body, in slot 0), so the partner's label,
+   from the swapped order, can be less accurate than the performer's; the classes of both
+   are the same interaction.
 6. **Labels.** ``smoothing`` > 1 averages the class probabilities of a body's last
    ``smoothing`` windows (classes outside a window's ``top_k`` count as 0 there; give the
    pipeline a ``top_k`` of at least the number of classes for an exact average). The level is

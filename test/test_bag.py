@@ -375,6 +375,15 @@ def test_missing_corrupt_and_wrong_bags_give_clear_errors(tiny, eval_bag, tmp_pa
     message = error(broken)
     assert f'{broken}: cannot read the bag (ReaderError: ' in message
     assert 'expected a rosbag2 bag (mcap or sqlite3)' in message
+    database = tmp_path / 'database'
+    copy_bag(eval_bag, database, 'sqlite3', {'/skeletons': '/skeletons'})
+    db3 = next(database.glob('*.db3'))
+    data = bytearray(db3.read_bytes())
+    data[len(data) // 4:] = b'\x5a' * (len(data) - len(data) // 4)   # pages overwritten
+    db3.write_bytes(bytes(data))
+    message = error(database)
+    assert f'{database}: cannot read the bag (' in message, message
+    assert 'expected a rosbag2 bag (mcap or sqlite3)' in message
     (broken / 'metadata.yaml').write_text('{{{ not yaml')
     assert 'cannot read the bag (ReaderError: Could not load YAML' in error(broken)
     assert "no topic 'people'; the bag has PointCloud2 topics ['/skeletons'] (use " \

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 
 from iospstl_ros.layout import CENTER_JOINT
@@ -107,6 +108,15 @@ def test_export_writes_a_complete_model_directory(tiny):
     summary = json.loads(open(os.path.join(tiny['root'], 'eval', 'summary.json')).read())
     assert provenance['metrics'] == summary
     assert provenance['stage1_check'].startswith('8 training embeddings reproduced')
+    # the whole chain: here the classifier was trained on the stage-1 encoder itself
+    pipeline = provenance['pipeline']
+    assert [(run['stage'], run['folder']) for run in pipeline] == [
+        ('stage1', os.path.join(tiny['root'], 'pre')), ('impute', tiny['imputed']),
+        ('classifier', os.path.join(tiny['root'], 'eval'))]
+    for run, module in zip(pipeline, ('pretrain', 'impute', 'evaluate')):
+        (line,) = run['commands']
+        assert re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d python -m training\.' + module
+                            + ' --data .+', line), line
     # every file is listed with its sha256 (an independent hashlib oracle) and size
     on_disk = sorted(os.path.relpath(os.path.join(d, f), model).replace(os.sep, '/')
                      for d, _, files in os.walk(model) for f in files)

@@ -576,6 +576,29 @@ def test_a_missing_model_fails_configure_with_one_clear_error(ros_context, tmp_p
         node.destroy_node()
 
 
+@pytest.mark.ros
+def test_a_corrupt_network_without_checksums_fails_configure_with_one_clear_error(
+        ros_context, tiny_model, tmp_path, capfd):
+    corrupt = tmp_path / 'corrupt'
+    shutil.copytree(tiny_model, corrupt)
+    onnx = corrupt / 'classifier.onnx'
+    data = bytearray(onnx.read_bytes())
+    data[:256] = b'\xff' * 256                  # same size, so only ONNX Runtime can tell
+    onnx.write_bytes(bytes(data))
+    node = ActionNode(context=ros_context, parameter_overrides=[
+        Parameter('model_dir', value=str(corrupt)), Parameter('backend', value='cpu'),
+        Parameter('verify_checksums', value=False)])
+    try:
+        assert not node.start()
+        assert node.lifecycle_state == 'unconfigured' and node.pipeline is None
+        errors = [line for line in capfd.readouterr().err.splitlines() if '[ERROR]' in line]
+        assert len(errors) == 1, errors
+        assert f'configure failed: {onnx}: ONNX Runtime cannot load it (InvalidProtobuf' \
+            in errors[0]
+    finally:
+        node.destroy_node()
+
+
 def test_the_default_model_dir_comes_from_ament_or_the_source_tree(tmp_path, monkeypatch):
     monkeypatch.delenv('AMENT_PREFIX_PATH', raising=False)
     assert default_model_dir() == os.path.join(REPO, 'models', 'default')

@@ -179,6 +179,18 @@ def test_no_nan_reaches_a_network(tiny, pipeline):
         pipeline.run([raw_windows(tiny, 1)[0], (xyz, occluded, present)])
 
 
+def test_a_corrupt_onnx_file_is_a_clear_error(tiny, tmp_path):
+    corrupt = tmp_path / CLASSIFIER_FILE
+    data = bytearray(open(os.path.join(tiny['model'], CLASSIFIER_FILE), 'rb').read())
+    corrupt.write_bytes(bytes(data[:len(data) // 3]))           # a truncated copy
+    with pytest.raises(ValueError, match=rf'{corrupt}: ONNX Runtime cannot load it '
+                                         r'\(InvalidProtobuf: '):
+        OnnxRunner(str(corrupt), 'cpu')
+    corrupt.write_bytes(b'not a model at all')
+    with pytest.raises(ValueError, match='ONNX Runtime cannot load it'):
+        open_runner(str(corrupt), 'auto')
+
+
 @pytest.mark.slow
 def test_malformed_windows_are_named(tiny, pipeline):
     xyz, occluded, present = raw_windows(tiny, 1)[0]

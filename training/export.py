@@ -246,6 +246,39 @@ def _read_json(path, default=None):
         return json.load(f)
 
 
+def upstream_commands(stage1, classifier, imputed):
+    """List the recorded commands of the runs an export builds on, in pipeline order.
+
+    Reads ``command.txt`` (one timestamped line per invocation, resumed runs included) of the
+    stage-1 run, the imputation, the stage-2 run (the classifier's ``--encoder``, when it is
+    another run) and the classifier. A folder without one gives an empty list.
+
+    Returns
+    -------
+    list of dict
+        ``{'stage', 'folder', 'commands'}`` per run.
+    """
+    classifier_dir = os.path.dirname(os.path.abspath(classifier))
+    stages = [('stage1', os.path.dirname(os.path.abspath(stage1))),
+              ('impute', os.path.abspath(imputed))]
+    encoder = (_read_json(os.path.join(classifier_dir, 'args.json')) or {}).get('encoder')
+    if encoder and os.path.exists(encoder):
+        stages.append(('stage2', os.path.dirname(os.path.abspath(encoder))))
+    stages.append(('classifier', classifier_dir))
+    runs, seen = [], set()
+    for stage, folder in stages:
+        if os.path.realpath(folder) in seen:
+            continue            # e.g. a classifier trained on the stage-1 encoder itself
+        seen.add(os.path.realpath(folder))
+        path = os.path.join(folder, 'command.txt')
+        commands = []
+        if os.path.exists(path):
+            with open(path) as f:
+                commands = [line.rstrip('\n') for line in f if line.strip()]
+        runs.append({'stage': stage, 'folder': folder, 'commands': commands})
+    return runs
+
+
 def _check_imputed(imputed):
     """Validate a ``training.impute`` output folder; return its meta and the bank."""
     meta = _read_json(os.path.join(imputed, 'meta.json'))
@@ -397,6 +430,7 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
                 'stage1': os.path.abspath(stage1), 'classifier': os.path.abspath(classifier),
                 'imputed': os.path.abspath(imputed), 'data': meta.get('imputed_from'),
                 'stage1_check': provenance_check,
+                'pipeline': upstream_commands(stage1, classifier, imputed),
                 'classifier_args': _read_json(os.path.join(os.path.dirname(classifier),
                                                            'args.json')),
                 'metrics': _read_json(os.path.join(os.path.dirname(classifier),

@@ -173,6 +173,10 @@ class ActionNode(LifecycleNode):
         except (ValueError, OSError, RuntimeError) as error:
             self.get_logger().error(f'configure failed: {error}')
             return TransitionCallbackReturn.FAILURE
+        except Exception as error:  # noqa: B902 -- rclpy would swallow it without a word
+            self.get_logger().error(f'configure failed: unexpected {type(error).__name__}: '
+                                    f'{error}')
+            return TransitionCallbackReturn.FAILURE
         self.pipeline = pipeline
         self.recognizer = OnlineRecognizer(pipeline, config)
         self._labels_pub = self.create_lifecycle_publisher(

@@ -51,6 +51,7 @@ class _Progress:
             try:
                 from tqdm import tqdm
             except ImportError:
+                print(f'{PROG}: no progress bar (tqdm is not installed)', file=sys.stderr)
                 return
             self._bar = tqdm(total=total, desc=description, unit=unit, file=sys.stderr,
                              dynamic_ncols=True)
@@ -304,7 +305,9 @@ def _plots(out, report, classes, latencies, latency_title):
     """Write the PNGs; return their names (empty without matplotlib)."""
     try:
         from training.plots import plot_confusion, plot_histogram
-    except ImportError:
+    except ImportError as error:
+        print(f'{PROG}: no plots written ({error}; install matplotlib, or pass --no-plots)',
+              file=sys.stderr)
         return []
     written = []
     if report is not None:
