@@ -8,10 +8,14 @@ back-end of :class:`iospstl_ros.pipeline.Pipeline`:
 * p50 / p99 of every stage (preprocess, embed, assign, impute, classify) and end to end, for
   calls of 1 and of 10 windows (``--bodies``), on 1 and 2 threads (``--threads``; ONNX Runtime
   intra-op threads, BLAS threads of numpy via threadpoolctl, and torch threads together);
+* the same calls end to end with both body slots always computed (``skip_empty_slot=False``),
+  interleaved call by call with the default pipeline, which runs a lone person's window as one
+  body (see :mod:`iospstl_ros.pipeline`);
 * the classifier alone, ONNX Runtime vs PyTorch eager (the same architecture and batch, eval
   mode, ``torch.no_grad``), in the same run;
 * multiply-adds per window (``training.model.flops_per_sample``, both body slots, both
-  networks), the FLOP/s reached by each network and its share of the cores' peak: FP32 FLOP per
+  networks; the FLOP/s count the slots actually computed), the FLOP/s reached by each network
+  and its share of the cores' peak: FP32 FLOP per
   cycle per core (``--flops-per-cycle``; default 64 for Intel AVX-512 with two FMA units, else 32:
   two 256-bit FMA pipes, as on AMD Zen 2-4 and Intel AVX2) x clock (``--ghz``, default the
   ``cpu MHz`` of /proc/cpuinfo) x threads.
@@ -89,7 +93,10 @@ def build_model(root, preset, samples, clusters, seed=0):
 
 
 def tracker_windows(count, seed=7):
-    """Return synthetic raw windows ``(xyz, occluded, present)``, one-person ones with M = 1."""
+    """Return synthetic raw windows ``(xyz, occluded, present)``, one-person ones with M = 1.
+
+    The first window is a one-person one (the one-body figures are for a lone person).
+    """
     windows = []
     for index in range(count):
         s = generate_sequence(seed, index, occlusion='realistic')
@@ -97,7 +104,8 @@ def tracker_windows(count, seed=7):
             windows.append((s.xyz[..., :1], s.occluded[..., :1], s.present[:, :1]))
         else:
             windows.append((s.xyz, s.occluded, s.present))
-    return windows
+    first = next(i for i, w in enumerate(windows) if w[0].shape[-1] == 1)
+    return [windows[first]] + windows[:first] + windows[first + 1:]
 
 
 def percentiles(values):
@@ -168,13 +176,18 @@ def bench(model_dir, threads_list, bodies_list, repeats, ghz, flops_per_cycle):
             torch.set_num_threads(threads)
             pipeline = Pipeline(model, backend='cpu', threads=threads)
             pipeline.warm_up((1, max(bodies_list)))
+            both = Pipeline(model, backend='cpu', threads=threads, skip_empty_slot=False)
+            both.warm_up((1, max(bodies_list)))
             for bodies in bodies_list:
                 batch = windows[:bodies]
+                alone = sum(w[0].shape[-1] == 1 for w in batch)
                 stages = {stage: [] for stage in STAGES}
-                for _ in range(repeats):
+                both_totals = []
+                for _ in range(repeats):  # interleaved: the two see the same machine load
                     result = pipeline.run(batch)[0]
                     for stage in STAGES:
                         stages[stage].append(result.timings_ms[stage])
+                    both_totals.append(both.run(batch)[0].timings_ms['total'])
                 completed = np.stack([np.concatenate(
                     [r.imputed, np.zeros(r.imputed.shape[:-1] + (2 - r.imputed.shape[-1],),
                                          np.float32)], -1) for r in pipeline.run(batch)])
@@ -187,10 +200,14 @@ def bench(model_dir, threads_list, bodies_list, repeats, ghz, flops_per_cycle):
                        'stages_ms': {s: percentiles(v) for s, v in stages.items()},
                        'classifier_onnxruntime_ms': percentiles(onnx_ms),
                        'classifier_torch_eager_ms': percentiles(torch_ms),
+                       'one_body_windows': int(alone), 'single_body': dict(pipeline.single_body),
+                       'total_both_slots_ms': percentiles(both_totals),
                        'peak_gflops': peak, 'peak': peak_text}
                 for stage, name in (('embed', 'stage1_encoder'), ('classify', 'classifier')):
                     seconds = run['stages_ms'][stage][0] / 1000.0
-                    achieved = 2.0 * macs[name] * bodies / seconds / 1e9
+                    # body slots actually computed (macs counts two per window)
+                    slots = 2 * bodies - (alone if pipeline.single_body[name] else 0)
+                    achieved = 2.0 * macs[name] * slots / 2 / seconds / 1e9
                     run[f'{name}_gflops'] = achieved
                     run[f'{name}_peak_share'] = achieved / peak
                 report['runs'].append(run)
@@ -206,6 +223,10 @@ def print_run(run):
     print(f'  {"stage":10s} {"p50 ms":>9s} {"p99 ms":>9s} {"p50/window":>11s}')
     for stage, (p50, p99) in run['stages_ms'].items():
         print(f'  {stage:10s} {p50:9.2f} {p99:9.2f} {p50 / bodies:11.2f}')
+    total, both = run['stages_ms']['total'], run['total_both_slots_ms']
+    print(f'  {run["one_body_windows"]} of {bodies} window(s) with one body; end to end with '
+          f'both slots always computed: {both[0]:.2f} / {both[1]:.2f} ms (p50 / p99), the '
+          f'one-body shortcut {both[0] / total[0]:.2f}x faster at p50')
     onnx, eager = run['classifier_onnxruntime_ms'], run['classifier_torch_eager_ms']
     print(f'  classifier alone: ONNX Runtime {onnx[0]:.2f} / {onnx[1]:.2f} ms, PyTorch eager '
           f'{eager[0]:.2f} / {eager[1]:.2f} ms (p50 / p99), ratio {eager[0] / onnx[0]:.2f}x')

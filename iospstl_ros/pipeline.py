@@ -20,18 +20,20 @@ bitwise reproducible for the same batch; the same window in batches of other siz
 float32 rounding (a few micrometres in the imputed joints: the KNN distances are batched
 float32 matrix products).
 
-Why the empty body slot is not skipped: the encoder computes a feature per body slot and
-averages the two, and an all-zero slot does not give a zero feature (``data_bn``, the convolution
-biases and the BatchNorm shifts make it a constant, input-independent vector ``f(0)``). Encoding
-the one body alone (M = 1) gives ``f(b)`` instead of ``(f(b) + f(0)) / 2``, a different function
-from the one trained. Measured on the one-body validation windows (PyTorch, eval mode): the tiny
-test model (``--preset tiny``, 1 epoch, 42 windows) changes its stage-1 embedding by up to 0.020
-(values up to 0.62) and its logits by up to 0.022, no prediction changes; the demo's 'cpu'-preset
-model (30 epochs, 280 windows) changes the embedding by up to 0.48 (values up to 0.80), the
-logits by up to 2.6 (values up to 2.5), class probabilities by up to 0.50, and the predicted
-class of 45 % of the windows. So the zero slot is always computed. (Replacing it by the cached
-constant ``f(0)`` would be exact, within 6e-8, but needs a graph that returns the per-slot
-features before the mean; the exported graphs take both slots.)
+How an empty second body slot is skipped, exactly: the encoder computes a feature per body slot
+with the same weights (``data_bn`` normalises each slot alike) and averages the two, and the
+head is affine. An all-zero slot does not give a zero feature (the convolution biases and the
+BatchNorm shifts make it a constant, input-independent vector ``f(0)``), so encoding the one
+body alone (M = 1) would give ``f(b)`` instead of ``(f(b) + f(0)) / 2``: a different function
+(on the demo's 'cpu'-preset model it changed the predicted class of 45 % of the one-body
+windows). But ``f(0)`` is a constant: for a window whose second slot is all zero, each graph
+runs with M = 1 and the pipeline adds the graph's output for an all-zero one-body window,
+computed once when the pipeline is created, and halves (for the classifier the logits: the head
+is affine, so averaging logits equals classifying the averaged feature). The result equals the
+two-slot graph's to float rounding (``training.export`` checks it, about 1e-7 relative), at about
+half the encoder cost for a lone person. It needs graphs with a dynamic body axis (exports
+since this change) on ONNX Runtime CPU or CUDA; older model directories and the TensorRT
+back-ends run both slots (``single_body`` tells which).
 """
 
 from dataclasses import dataclass
@@ -170,6 +172,9 @@ class Pipeline:
     imputation : bool
         ``False`` skips stage 4 (the ablation "without imputation"): the classifier sees the
         occluded joints at the centre joint, as the stage-1 encoder does.
+    skip_empty_slot : bool
+        Run windows whose second slot is empty as one body where the graphs allow it (see
+        the module docstring); ``False`` always runs both slots (for comparisons).
 
     Attributes
     ----------
@@ -177,11 +182,13 @@ class Pipeline:
     classes : tuple of str
     providers : dict of str to str
         Provider serving each graph (``stage1_encoder``, ``classifier``).
+    single_body : dict of str to bool
+        Whether each graph runs an empty second slot as one body.
     """
 
     def __init__(self, model_dir, backend='auto', threads=1, top_k=5, cache_dir=None,
                  verify_checksums=True, max_batch=MAX_BATCH, spin=False, max_cached_clusters=4,
-                 imputation=True):
+                 imputation=True, skip_empty_slot=True):
         if backend not in BACKENDS:
             raise ValueError(f'backend: expected one of {BACKENDS}, got {backend!r}')
         self.backend = backend
@@ -214,6 +221,29 @@ class Pipeline:
             if got != size:
                 raise ValueError(f'{runner.path}: output shape {runner.output_shape}, but '
                                  f'metadata.json gives the {what} as {size} ({name})')
+        # The output of an empty slot, once: what the second slot adds to a lone body's.
+        self._empty = {}
+        for runner in (self._stage1, self._classifier):
+            if skip_empty_slot and getattr(runner, 'single_body', False):
+                empty = np.zeros((1,) + expected[:-1] + (1,), np.float32)
+                self._empty[runner] = runner.run(empty)[0]
+        self.single_body = {'stage1_encoder': self._stage1 in self._empty,
+                            'classifier': self._classifier in self._empty}
+
+    def _run_graph(self, runner, x):
+        """Run a graph on (N, 3, T, 25, 2) windows, an empty second slot as one body."""
+        empty = self._empty.get(runner)
+        if empty is None:
+            return runner.run(x)
+        alone = ~x[..., 1].reshape(len(x), -1).any(axis=1)
+        if not alone.any():
+            return runner.run(x)
+        if alone.all():
+            return (runner.run(x[..., :1]) + empty) * np.float32(0.5)
+        out = np.empty((len(x),) + empty.shape, np.float32)
+        out[alone] = (runner.run(x[alone][..., :1]) + empty) * np.float32(0.5)
+        out[~alone] = runner.run(x[~alone])
+        return out
 
     def warm_up(self, batch_sizes=(1,)):
         """Run synthetic windows through every stage (allocations, kernels, engines, bank).
@@ -281,7 +311,7 @@ class Pipeline:
         present = np.stack([p[2] for p in prepared])
         bodies = [p[3] for p in prepared]
         marks = [time.perf_counter()]
-        embeddings = self._stage1.run(fill_occluded(data, occluded, 0.0))
+        embeddings = self._run_graph(self._stage1, fill_occluded(data, occluded, 0.0))
         marks.append(time.perf_counter())
         clusters = self.model.bank.assign(embeddings)
         marks.append(time.perf_counter())
@@ -293,7 +323,7 @@ class Pipeline:
         else:
             completed = fill_occluded(data, occluded, 0.0)
         marks.append(time.perf_counter())
-        probabilities = softmax(self._classifier.run(completed))
+        probabilities = softmax(self._run_graph(self._classifier, completed))
         marks.append(time.perf_counter())
         bounds = [started] + marks
         timings = {stage: 1000.0 * (b - a) for stage, a, b in zip(STAGES, bounds, bounds[1:])}

@@ -23,6 +23,10 @@ serving raises ``ValueError`` at start-up; ``auto`` accepts the fallback and rep
 TensorRT engines take minutes to build for large models: they are built once and cached, never
 shipped. ``onnxruntime`` and ``tensorrt`` are imported only when a runner is created, so this
 module imports with numpy alone. Inputs are checked to be finite: no NaN reaches a network.
+
+Graphs whose last input axis is the symbolic ``bodies`` (exports since the one-body shortcut)
+take M = 1 as well as M = 2 on ONNX Runtime CPU and CUDA (``single_body`` is True). The
+TensorRT profiles fix M = 2 (``single_body`` False): the shortcut then is not taken.
 """
 
 import ctypes
@@ -30,6 +34,7 @@ import os
 import re
 import tempfile
 
+from iospstl_ros.layout import MAX_BODIES
 import numpy as np
 
 BACKENDS = ('auto', 'cpu', 'cuda', 'tensorrt', 'tensorrt-native')
@@ -150,7 +155,30 @@ def _open_session(ort, path, options, providers):
                          f'{reason})') from error
 
 
-def check_input(x, sample_shape, what='input'):
+#: Name of the dynamic body axis (the last input axis) in the exported graphs.
+BODIES_AXIS = 'bodies'
+
+
+def _fixed_sample_shape(shape, path):
+    """Input shape without the batch axis, the symbolic body axis read as 2 slots.
+
+    Returns
+    -------
+    sample_shape : tuple of int
+    single_body : bool
+        Whether the graph also takes one body slot.
+    """
+    tail = list(shape[1:])
+    single_body = bool(tail) and tail[-1] == BODIES_AXIS
+    if single_body:
+        tail[-1] = MAX_BODIES
+    if not all(isinstance(s, int) and s > 0 for s in tail):
+        raise ValueError(f'{path}: expected an input with a fixed shape after the batch axis '
+                         f'(or a last axis named {BODIES_AXIS!r}), got {list(shape)}')
+    return tuple(tail), single_body
+
+
+def check_input(x, sample_shape, what='input', single_body=False):
     """Validate a network input: float32, (N, *sample_shape), N >= 1, finite.
 
     Parameters
@@ -159,6 +187,8 @@ def check_input(x, sample_shape, what='input'):
     sample_shape : tuple of int
     what : str
         Name used in the error.
+    single_body : bool
+        Also accept a last axis of 1 (one body slot).
 
     Returns
     -------
@@ -170,10 +200,13 @@ def check_input(x, sample_shape, what='input'):
         On a wrong shape or a non-finite value (NaN must never reach a network).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != len(sample_shape) + 1 or tuple(x.shape[1:]) != tuple(sample_shape) \
-            or x.shape[0] < 1:
+    shapes = [tuple(sample_shape)]
+    if single_body:
+        shapes.append(tuple(sample_shape[:-1]) + (1,))
+    if x.ndim != len(sample_shape) + 1 or tuple(x.shape[1:]) not in shapes or x.shape[0] < 1:
+        last = ' or 1' if single_body else ''
         raise ValueError(f'{what}: expected float32 of shape (N >= 1, '
-                         f'{", ".join(map(str, sample_shape))}), got {x.shape}')
+                         f'{", ".join(map(str, sample_shape))}{last}), got {x.shape}')
     if not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).sum())
         raise ValueError(f'{what}: {bad} NaN or infinite values would reach the network; '
@@ -212,7 +245,9 @@ class OnnxRunner:
         The provider that serves (``session.get_providers()[0]``).
     input_name, output_name : str
     sample_shape : tuple of int
-        Input shape without the batch axis.
+        Input shape without the batch axis (two body slots).
+    single_body : bool
+        The graph also takes one body slot (M = 1); see the module docstring.
     output_shape : tuple
         Output shape from the graph (batch axis symbolic).
     cache_path : str or None
@@ -258,7 +293,8 @@ class OnnxRunner:
             self.cache_path = engine_cache_dir(model_checksum, device_id, cache_dir,
                                                tag=f'ort{ort.__version__}')
             probe = _open_session(ort, path, options, [CPU_PROVIDER]).get_inputs()[0]
-            name, tail = probe.name, 'x'.join(str(s) for s in probe.shape[1:])
+            name = probe.name
+            tail = 'x'.join(str(s) for s in _fixed_sample_shape(probe.shape, path)[0])
             providers.append((TENSORRT_PROVIDER, {
                 'device_id': device_id,
                 'trt_engine_cache_enable': True,
@@ -284,11 +320,9 @@ class OnnxRunner:
             raise ValueError(f'{path}: expected one input and one output, got '
                              f'{[i.name for i in inputs]} and {[o.name for o in outputs]}')
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        shape = inputs[0].shape
-        if not all(isinstance(s, int) for s in shape[1:]):
-            raise ValueError(f'{path}: expected an input with a fixed shape after the batch '
-                             f'axis, got {shape}')
-        self.sample_shape = tuple(shape[1:])
+        self.sample_shape, self.single_body = _fixed_sample_shape(inputs[0].shape, path)
+        if self.provider == TENSORRT_PROVIDER:
+            self.single_body = False        # its optimisation profile fixes M = 2
         self.output_shape = tuple(outputs[0].shape)
         if not all(isinstance(s, int) for s in self.output_shape[1:]):
             # a symbolic feature axis: one run tells its size
@@ -306,7 +340,8 @@ class OnnxRunner:
         -------
         ndarray of shape (N, ...), float32
         """
-        x = check_input(x, self.sample_shape, f'{os.path.basename(self.path)} input')
+        x = check_input(x, self.sample_shape, f'{os.path.basename(self.path)} input',
+                        self.single_body)
         if self.max_batch is None or len(x) <= self.max_batch:
             return self.session.run([self.output_name], {self.input_name: x})[0]
         return np.concatenate([
@@ -447,6 +482,8 @@ def build_engine(onnx_path, engine_path, max_batch=MAX_BATCH, opt_batch=OPT_BATC
         raise ValueError(f'{onnx_path}: expected one input, got {network.num_inputs}')
     tensor = network.get_input(0)
     sample = tuple(tensor.shape)[1:]
+    if sample and sample[-1] < 0:
+        sample = sample[:-1] + (MAX_BODIES,)   # the dynamic body axis: the profile fixes M = 2
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
     if fp16:
@@ -494,6 +531,8 @@ class TensorRTRunner:
         True when this instance built the engine (False: read from the cache).
     input_name, output_name : str
     sample_shape : tuple of int
+    single_body : bool
+        Always False: the engine's profile fixes M = 2.
     output_shape : tuple
     """
 
@@ -536,7 +575,11 @@ class TensorRTRunner:
             raise ValueError(f'{path}: expected one input and one output, got {inputs} and '
                              f'{outputs}')
         self.input_name, self.output_name = inputs[0], outputs[0]
-        self.sample_shape = tuple(self.engine.get_tensor_shape(self.input_name))[1:]
+        sample = tuple(self.engine.get_tensor_shape(self.input_name))[1:]
+        if sample and sample[-1] < 0:
+            sample = sample[:-1] + (MAX_BODIES,)   # built with M = 2 (see build_engine)
+        self.sample_shape = sample
+        self.single_body = False
         self.output_shape = tuple(self.engine.get_tensor_shape(self.output_name))
         self._output_sample = tuple(self.output_shape[1:])
         self._stream = self._cuda.stream()

@@ -108,6 +108,9 @@ def test_export_writes_a_complete_model_directory(tiny):
     summary = json.loads(open(os.path.join(tiny['root'], 'eval', 'summary.json')).read())
     assert provenance['metrics'] == summary
     assert provenance['stage1_check'].startswith('8 training embeddings reproduced')
+    for name in (STAGE1_FILE, CLASSIFIER_FILE):
+        assert 0 <= meta['parity'][name] <= 1e-4
+        assert 0 <= meta['parity'][f'{name} empty second slot'] <= 1e-5
     # the whole chain: here the classifier was trained on the stage-1 encoder itself
     pipeline = provenance['pipeline']
     assert [(run['stage'], run['folder']) for run in pipeline] == [
@@ -131,7 +134,7 @@ def test_export_writes_a_complete_model_directory(tiny):
         (graph_input,) = graph.graph.input
         dims = graph_input.type.tensor_type.shape.dim
         assert graph_input.name == 'skeleton' and dims[0].dim_param == 'batch'
-        assert [d.dim_value for d in dims[1:]] == [3, 50, 25, 2]
+        assert [d.dim_value for d in dims[1:4]] == [3, 50, 25] and dims[4].dim_param == 'bodies'
         assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
         assert [d.dim_value for d in graph.graph.output[0].type.tensor_type.shape.dim[1:]] \
             == [size]

@@ -147,6 +147,69 @@ def test_a_one_body_window_equals_two_slots_with_the_second_absent(tiny, pipelin
     assert single.imputed.shape[-1] == 1 and (double.imputed[..., 1] == 0).all()
 
 
+class RecordingRunner:
+    """Wraps a real runner and records the input shapes it is given."""
+
+    def __init__(self, runner):
+        self.runner, self.shapes = runner, []
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
+
+    def run(self, x):
+        self.shapes.append(tuple(np.shape(x)))
+        return self.runner.run(x)
+
+
+@pytest.mark.slow
+def test_an_empty_second_slot_runs_as_one_body_with_the_same_results(tiny, pipeline):
+    assert pipeline.single_body == {'stage1_encoder': True, 'classifier': True}
+    both = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=17, skip_empty_slot=False)
+    assert both.single_body == {'stage1_encoder': False, 'classifier': False}
+    windows = raw_windows(tiny, 30)
+    pairs = [i for i, (_, _, present) in enumerate(windows) if present[:, 1].any()]
+    assert 0 < len(pairs) < 30                       # a mix of one- and two-body windows
+    windows[0] = one_body(windows[0])                # and one given with M = 1
+    quick = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=17)
+    runners = quick._stage1, quick._classifier
+    quick._stage1, quick._classifier = map(RecordingRunner, runners)
+    quick._empty = {quick._stage1: quick._empty[runners[0]],
+                    quick._classifier: quick._empty[runners[1]]}
+    fast, slow = quick.run(windows), both.run(windows)
+    alone = 30 - len([i for i in pairs if i != 0])
+    for recorder in (quick._stage1, quick._classifier):
+        assert sorted(recorder.shapes) == sorted([(alone, 3, 50, 25, 1),
+                                                  (30 - alone, 3, 50, 25, 2)])
+    for a, b in zip(fast, slow):
+        assert a.cluster == b.cluster and a.label == b.label
+        np.testing.assert_allclose([p for _, p in a.top_k], [p for _, p in b.top_k],
+                                   atol=1e-6, rtol=0)
+        np.testing.assert_allclose(a.imputed, b.imputed, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_graph_with_two_fixed_slots_still_serves(tiny, tmp_path):
+    from training.export import export_onnx, load_classifier
+    from test_export import rewrite_file
+
+    model = tmp_path / 'model'
+    shutil.copytree(tiny['model'], model)
+    classifier, _ = load_classifier(tiny['classifier'])
+    export_onnx(classifier, str(tmp_path / 'fixed.onnx'), 'logits', dynamic_bodies=False)
+    rewrite_file(model, CLASSIFIER_FILE, data=(tmp_path / 'fixed.onnx').read_bytes())
+    old = Pipeline(str(model), backend='cpu', threads=1, top_k=17)
+    assert old.single_body == {'stage1_encoder': True, 'classifier': False}
+    with pytest.raises(ValueError, match=r'expected float32 of shape \(N >= 1, 3, 50, 25, '
+                                         r'2\), got \(1, 3, 50, 25, 1\)'):
+        old._classifier.run(np.zeros((1, 3, 50, 25, 1), np.float32))
+    new = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=17)
+    windows = raw_windows(tiny, 8)
+    for a, b in zip(old.run(windows), new.run(windows)):
+        assert a.cluster == b.cluster and a.label == b.label
+        np.testing.assert_allclose([p for _, p in a.top_k], [p for _, p in b.top_k],
+                                   atol=1e-6, rtol=0)
+
+
 @pytest.mark.slow
 def test_batched_arrays_are_accepted(tiny, pipeline):
     windows = raw_windows(tiny, 3)
@@ -169,8 +232,9 @@ def test_no_nan_reaches_a_network(tiny, pipeline):
     with pytest.raises(ValueError, match=r'classifier\.onnx input: 1 NaN or infinite values '
                                          'would reach the network'):
         runner.run(x)
-    with pytest.raises(ValueError, match=r'expected float32 of shape \(N >= 1, 3, 50, 25, 2\)'):
-        runner.run(np.zeros((2, 3, 50, 25, 1), np.float32))
+    with pytest.raises(ValueError, match=r'expected float32 of shape \(N >= 1, 3, 50, 25, 2 or '
+                                         r'1\), got \(2, 3, 50, 25, 3\)'):
+        runner.run(np.zeros((2, 3, 50, 25, 3), np.float32))
     xyz, occluded, present = raw_windows(tiny, 1)[0]
     xyz = xyz.copy()
     visible = np.argwhere(~occluded & present[:, None, :])[0]

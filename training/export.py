@@ -15,10 +15,15 @@ Writes the model directory described in :mod:`iospstl_ros.model_dir`:
   preprocessing constants, k, the graphs' parity errors and provenance (command, git commit,
   input paths, metrics of ``summary.json`` beside the classifier), and the sha256 of every file.
 
-Both graphs take ``skeleton`` float32 (N, 3, 50, 25, 2), dynamic N, opset 17 (TorchScript
-exporter; the dynamo exporter needs onnxscript). Before anything is written the stage-1 encoder
-is checked to reproduce the embeddings the bank was clustered with; after export each graph must
-match PyTorch within ``--tolerance`` on random input at batch sizes 1 and 3 (ONNX Runtime, CPU).
+Both graphs take ``skeleton`` float32 (N, 3, 50, 25, M) with M = 2 body slots, dynamic N,
+opset 17 (TorchScript exporter; the dynamo exporter needs onnxscript). M is dynamic too: M = 1
+serves a window whose second slot is empty, and the pipeline adds the cached output of an empty
+slot, which gives the two-slot result (exactly, up to float rounding: the slots share every
+weight, their features are averaged and the head is affine) at about half the cost. Before
+anything is written the stage-1 encoder is checked to reproduce the embeddings the bank was
+clustered with; after export each graph must match PyTorch within ``--tolerance`` on random
+input at batch sizes 1 and 3, with two slots and with one (ONNX Runtime, CPU), and the one-body
+shortcut must match the two-slot graph within the same tolerance.
 Everything is written into a temporary directory next to ``--out`` and renamed at the end, so a
 failed export never leaves a partial model.
 """
@@ -104,8 +109,13 @@ def load_classifier(path):
     return model.eval(), state
 
 
-def export_onnx(module, path, output_name, opset=17):
-    """Export a module taking ``skeleton`` (N, 3, 50, 25, 2) to ONNX with a dynamic batch.
+def export_onnx(module, path, output_name, opset=17, dynamic_bodies=True):
+    """Export a module taking ``skeleton`` (N, 3, 50, 25, M) to ONNX with a dynamic batch.
+
+    The body axis M is dynamic too (``bodies``; 2, or 1 for a window whose second slot is
+    empty): the encoder treats the slots alike and averages their features, so the pipeline
+    runs such a window as one body and adds the cached output of an empty slot (see
+    :mod:`iospstl_ros.pipeline`).
 
     Parameters
     ----------
@@ -114,6 +124,8 @@ def export_onnx(module, path, output_name, opset=17):
     path : str
     output_name : str
     opset : int
+    dynamic_bodies : bool
+        ``False`` fixes M = 2 (the format of the first exports; still loaded).
     """
     import onnx
 
@@ -125,7 +137,8 @@ def export_onnx(module, path, output_name, opset=17):
         warnings.simplefilter('ignore', DeprecationWarning)
         torch.onnx.export(module, (example,), path, input_names=[INPUT_NAME],
                           output_names=[output_name], opset_version=opset, dynamo=False,
-                          dynamic_axes={INPUT_NAME: {0: 'batch'}, output_name: {0: 'batch'}},
+                          dynamic_axes={INPUT_NAME: {0: 'batch', 4: 'bodies'} if dynamic_bodies
+                                        else {0: 'batch'}, output_name: {0: 'batch'}},
                           do_constant_folding=True)
     with torch.no_grad():
         size = module(example).shape[1]
@@ -177,7 +190,40 @@ def parity_error(module, path, batch_sizes=PARITY_BATCHES, seed=0):
                              f'{expected.shape}')
         scale = max(1.0, float(np.abs(expected).max()))
         worst = max(worst, float(np.abs(got - expected).max()) / scale)
+        if session.get_inputs()[0].shape[-1] != SAMPLE_SHAPE[-1]:   # a dynamic body axis
+            one = np.ascontiguousarray(x[..., :1])
+            with torch.no_grad():
+                expected = module(torch.from_numpy(one)).numpy()
+            got = session.run(None, {INPUT_NAME: one})[0]
+            worst = max(worst, float(np.abs(got - expected).max())
+                        / max(1.0, float(np.abs(expected).max())))
     return worst
+
+
+def empty_slot_error(path, seed=0):
+    """How far the one-body shortcut is from the two-slot graph, in ONNX Runtime.
+
+    For windows whose second slot is all zero, compares ``(g(x[..., :1]) + g(0)) / 2`` (what
+    the pipeline computes) with ``g(x)``, relative to ``max(1, max |g(x)|)``.
+
+    Returns
+    -------
+    float or None
+        None when the graph's body axis is fixed (no shortcut).
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    if session.get_inputs()[0].shape[-1] == SAMPLE_SHAPE[-1]:
+        return None
+    x = np.random.default_rng(seed).normal(0.0, 0.3, (3,) + SAMPLE_SHAPE).astype(np.float32)
+    x[:, :, :, CENTER_JOINT] = 0.0
+    x[..., 1] = 0.0
+    full = session.run(None, {INPUT_NAME: x})[0]
+    one = session.run(None, {INPUT_NAME: np.ascontiguousarray(x[..., :1])})[0]
+    empty = session.run(None, {INPUT_NAME: np.zeros((1,) + SAMPLE_SHAPE[:-1] + (1,),
+                                                    np.float32)})[0]
+    return float(np.abs((one + empty) * 0.5 - full).max()) / max(1.0, float(np.abs(full).max()))
 
 
 def check_stage1_provenance(encoder, imputed, meta):
@@ -395,6 +441,12 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
                 raise ValueError(f'{name}: ONNX Runtime and PyTorch differ by {error:.3g} of '
                                  f'the output scale (> --tolerance {tolerance})')
             parity[name] = error
+            shortcut = empty_slot_error(os.path.join(tmp, name))
+            if not shortcut <= tolerance:
+                raise ValueError(f'{name}: running an empty second slot as one body differs '
+                                 f'from the two-slot graph by {shortcut:.3g} (> --tolerance '
+                                 f'{tolerance}); the encoder does not treat the slots alike')
+            parity[f'{name} empty second slot'] = shortcut
         _copy_bank(imputed, tmp)
         commit, dirty = git_commit()
         stats = meta['imputation']
@@ -420,7 +472,10 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
                 'classifier': {'file': CLASSIFIER_FILE, 'input': INPUT_NAME,
                                'output': LOGITS_NAME, 'num_classes': num_classes,
                                'view': model.view, 'config': state['config']}},
-            'input_shape': ['N', *SAMPLE_SHAPE], 'opset': opset, 'parity': parity,
+            'input_shape': ['N', *SAMPLE_SHAPE],
+            'bodies_axis': 'dynamic: M = 2, or 1 for a window whose second slot is empty (add '
+                           'the output of an all-zero one-body window and halve)',
+            'opset': opset, 'parity': parity,
             'provenance': {
                 'command': shlex.join(['python', '-m', 'training.export',
                                        *(sys.argv[1:] if argv is None else argv)]),

@@ -192,8 +192,11 @@ class ActionNode(LifecycleNode):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._timer = self.create_timer(values['diagnostics_period_s'], self._on_timer)
         providers = ', '.join(f'{k}={v}' for k, v in sorted(pipeline.providers.items()))
+        shortcut = ', '.join(f'{k}={"yes" if v else "no"}'
+                             for k, v in sorted(pipeline.single_body.items()))
         self.get_logger().info(f'model {self.model_dir} ({len(pipeline.classes)} classes) '
-                               f'loaded and warmed up; providers: {providers}')
+                               f'loaded and warmed up; providers: {providers}; lone person '
+                               f'run as one body: {shortcut}')
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state):
