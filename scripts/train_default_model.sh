@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes models/default (the built-in synthetic model) with the project's own scripts, and scores
 # it on the held-out split. These are the exact commands; models/README.md lists them with the
-# figures. About an hour on 2 CPU cores. Work files go to ${IOSPSTL_DEFAULT_WORK:-runs/default_model};
+# figures. About 25 minutes on 2 CPU cores. Work files go to ${IOSPSTL_DEFAULT_WORK:-runs/default_model};
 # a step whose run folder holds a finished run is not trained again (the scripts resume), so the
 # script can be re-run to re-export only. The model goes to ${IOSPSTL_DEFAULT_OUT:-models/default}.
 set -euo pipefail
