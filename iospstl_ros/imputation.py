@@ -124,15 +124,7 @@ def coordinate_blocks(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
 
     In a window to be completed an absent body is a block of observed zeros; passing these
     blocks lets one window's distances skip that body's donor values (the result is the same).
-
-    Parameters
-    ----------
-    num_frames : int
-        T.
-    num_joints : int
-        V.
-    num_bodies : int
-        M.
+    Parameters as in :func:`coordinate_groups`.
 
     Returns
     -------
