@@ -26,6 +26,7 @@ thread for both (on a busy 2-core machine two BLAS threads can be slower than on
 """
 
 import argparse
+import contextlib
 import os
 import resource
 import tempfile
@@ -37,6 +38,7 @@ from iospstl_ros.imputation import (
 from iospstl_ros.layout import (MAX_BODIES, NUM_CHANNELS, NUM_JOINTS, STANDING_POSE,
                                 WINDOW_FRAMES)
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm import tqdm
 
 #: Joints that move most in the synthetic actions (arms and hands).
@@ -308,15 +310,23 @@ def online(options, groups):
         state['i'] += 1
         return target.impute(windows[i:i + 1], [label])
 
-    # Both variants in one run, window by window, so the machine's noise hits both alike.
+    # All variants in one run, pass by pass, so the machine's noise hits them alike.
+    variants = [(bank, 'blocks', None, 'own cluster'), (plain, 'plain', None, 'without blocks')]
+    threads = sum(pool['num_threads'] for pool in threadpool_info()
+                  if pool['user_api'] == 'blas')
+    if not options.blas_threads and threads > 1:
+        variants.insert(1, (bank, 'one', 1, '1 BLAS thread'))
     repeats = options.online_repeats // len(windows) + 1
-    times = {'blocks': [], 'plain': []}
+    times = {name: [] for _, name, _, _ in variants}
     for _ in range(repeats):
-        for target, name in ((bank, 'blocks'), (plain, 'plain')):
+        for target, name, limit, _ in variants:
             state['i'] = 0
-            times[name].append(timings_ms(lambda: one_window(target), len(windows) - 1))
+            with threadpool_limits(limit) if limit else contextlib.nullcontext():
+                times[name].append(timings_ms(lambda: one_window(target), len(windows) - 1))
     order = np.roll(np.arange(len(windows)), -1)[:len(windows) - 1]
-    for name, label in (('blocks', 'own cluster'), ('plain', 'without blocks')):
+    print(f'    BLAS threads: {options.blas_threads or threads}'
+          + (' (and 1, same windows, same passes)' if len(variants) > 2 else ''))
+    for _, name, _, label in variants:
         all_times = np.concatenate(times[name])
         one = np.concatenate([t[~second[order]] for t in times[name]])
         two = np.concatenate([t[second[order]] for t in times[name]])
@@ -400,7 +410,6 @@ def main(args=None):
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
     options = parser.parse_args(args)
     if options.blas_threads:
-        from threadpoolctl import threadpool_limits
         threadpool_limits(options.blas_threads)
     groups = coordinate_groups(WINDOW_FRAMES)
     print(f'{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; BLAS threads: '

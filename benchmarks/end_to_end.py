@@ -88,6 +88,12 @@ def build_parser():
                         help='validation windows scored by the MPJPE check')
     parser.add_argument('--no-clean', action='store_true', help='skip the clean upper bound')
     parser.add_argument('--seed', type=int, default=0, help='data seed')
+    parser.add_argument('--masks', nargs='+', choices=sorted(MASKS), default=['asm', 'csm'],
+                        help='pre-training masks to run (default: asm csm; asm is OPSTL)')
+    parser.add_argument('--imputers', nargs='+', choices=['cluster-knn', 'random'],
+                        default=['cluster-knn', 'random'],
+                        help='imputers followed by stage-2 training (default: both; '
+                             '"none" always runs)')
     parser.add_argument('--merge', metavar='JSON',
                         help='an end_to_end.json of an earlier run with the same settings: its '
                              'splits that this run does not compute join the report (to run '
@@ -126,7 +132,8 @@ def main(argv=None):
         data = os.path.join(data_root, split)
         table = {}
         split_runs = os.path.join(out, 'runs', split)
-        for mask in ('asm', 'csm'):  # OPSTL first: it gives the default model
+        # OPSTL first: it gives the default model.
+        for mask in sorted(set(args.masks), key=('asm', 'csm').index):
             base = os.path.join(split_runs, mask)
             stage1 = os.path.join(base, 'stage1')
             run(f'{split}/{mask}/stage1', 'training.pretrain',
@@ -135,7 +142,7 @@ def main(argv=None):
             row = {'none': linear(f'{split}/{mask}/linear-none', data,
                                   os.path.join(stage1, 'encoder.pt'),
                                   os.path.join(base, 'linear-none'))}
-            for imputer in ('cluster-knn', 'random'):
+            for imputer in [i for i in ('cluster-knn', 'random') if i in args.imputers]:
                 imputed = os.path.join(base, f'data-{imputer}')
                 run(f'{split}/{mask}/impute-{imputer}', 'training.impute',
                     ['--data', data, '--encoder', os.path.join(stage1, 'encoder.pt'), '--out',
@@ -248,18 +255,20 @@ def write_report(out, results, args):
              '|---|---|' + '---|' * len(splits)]
     for mask, name in MASKS.items():
         for imputer in IMPUTERS:
-            cells = [percent(results['splits'][s][mask][imputer]) for s in splits]
-            lines.append(f'| {name} | {imputer} | ' + ' | '.join(cells) + ' |')
+            cells = [percent(results['splits'][s][mask][imputer])
+                     if imputer in results['splits'][s].get(mask, {}) else '-' for s in splits]
+            if set(cells) != {'-'}:
+                lines.append(f'| {name} | {imputer} | ' + ' | '.join(cells) + ' |')
     if 'clean' in results['splits'][splits[0]]:
         cells = [percent(results['splits'][s]['clean']['none'])
                  if 'clean' in results['splits'][s] else '-' for s in splits]
         lines.append('| OPSTL (ASM), no occlusion | none | ' + ' | '.join(cells) + ' |')
+    columns = [(s, m) for s in splits for m in ('asm', 'csm') if m in results['splits'][s]]
     lines += ['', '## Imputation error: MPJPE over hidden visible joints (mm)', '',
-              '| imputer | ' + ' | '.join(f'{s} ({m})' for s in splits for m in ('ASM', 'CSM'))
-              + ' |', '|---|' + '---|' * (2 * len(splits))]
+              '| imputer | ' + ' | '.join(f'{s} ({m.upper()})' for s, m in columns)
+              + ' |', '|---|' + '---|' * len(columns)]
     for method in QUALITY_METHODS:
-        cells = [f'{results["splits"][s][m]["mpjpe_mm"][method]:.0f}'
-                 for s in splits for m in ('asm', 'csm')]
+        cells = [f'{results["splits"][s][m]["mpjpe_mm"][method]:.0f}' for s, m in columns]
         lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
     lines += ['', '(cluster-knn depends on the stage-1 encoder that clusters; the other imputers '
               'do not, so their columns agree.)', '', '## Stage times (s, 2 CPU cores)', '',

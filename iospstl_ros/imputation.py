@@ -41,7 +41,8 @@ less than the float32 rounding of the values (about 1e-5 relative); imputed valu
 scikit-learn's float64 result to about 1e-5 of the data's scale (a few micrometres on
 camera-space skeletons). Donor selection is vectorised over (receiver, missing group) pairs:
 each receiver's nearest donors are sorted once and each pair takes the first of them that
-observe its group; there is no loop over features.
+observe its group (read from bit masks, 64 candidates to a word); pairs of a block that few
+donors observe (a second body) look only among those donors; there is no loop over features.
 """
 
 from collections import OrderedDict
@@ -415,43 +416,45 @@ class _Donors:
 
         A receiver that observes every group of block b with value 0 (an absent body) has
         centred values ``-center`` there, the same for every such receiver, so its part of the
-        cross and norm products is computed once per cluster. Donors that observe nothing in
-        a block add nothing to a receiver's products over it, so where fewer than
-        ``_COMPACT_SHARE`` of the donors observe a block (a second body), the others' rows
-        are left out of a compact copy of its columns.
+        products over the block is computed once per cluster. Its other blocks are multiplied
+        over contiguous copies of the block's columns (a matrix-vector product streams them
+        at memory speed; strided slices of ``values`` are three times slower). Donors that
+        observe nothing in a block add nothing to a receiver's products over it, so where
+        fewer than ``_COMPACT_SHARE`` of the donors observe a block (a second body), the
+        copies hold just the donors that do.
 
         Returns
         -------
-        negative_center : ndarray of shape (d,), float32
-            ``-center``: the centred values of a zero.
-        zero_cross : ndarray of shape (B, m), float32
-            ``values[:, block b] @ -center[block b]``.
-        zero_norm : ndarray of shape (B, m), float32
-            ``present_f[:, groups of b] @ group_squares(-center)[groups of b]``.
-        compact : list of (rows, values, present_f) or None, one per block
-            The donors observing something in the block, their values on its columns
-            (work order) and their ``present_f`` on its groups; None where most donors do.
+        zero_columns : list of ndarray, one per block
+            ``-center`` on the block's columns (work order): the centred values of a zero.
+        zero_terms : ndarray of shape (B, 3, m), float32
+            For a receiver that observes block b as zeros: its cross term
+            ``values[:, b] @ -center[b]``, norm sum ``present_f[:, b] @
+            group_squares(-center)[b] + squares[:, b].sum(1)`` and shared groups
+            ``present[:, b].sum(1)``.
+        parts : list of _BlockPart, one per block
         """
         if self._blocks is None:
             grouping = self.grouping
             negative = -self.center
             squares = grouping.group_squares(negative[None])[0]
             m, n_blocks = len(self.values), len(grouping.blocks)
-            zero_cross = np.zeros((n_blocks, m), dtype=np.float32)
-            zero_norm = np.empty((n_blocks, m), dtype=np.float32)
-            compact = []
+            zero_columns, parts = [], []
+            zero_terms = np.empty((n_blocks, 3, m), dtype=np.float32)
             for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
-                for start, stop in runs:
-                    zero_cross[b] += self.values[:, start:stop] @ negative[start:stop]
-                zero_norm[b] = self.present_f[:, lo:hi] @ squares[lo:hi]
-                rows = np.flatnonzero(self.present[:, lo:hi].any(axis=1))
-                if len(rows) > _COMPACT_SHARE * m:
-                    compact.append(None)
-                    continue
                 columns = np.concatenate([np.arange(start, stop) for start, stop in runs])
-                compact.append((rows, self.values[np.ix_(rows, columns)],
-                                self.present_f[rows, lo:hi]))
-            self._blocks = (negative, zero_cross, zero_norm, compact)
+                zero_columns.append(negative[columns])
+                present = self.present_f[:, lo:hi]
+                zero_terms[b, 0] = 0.0
+                for start, stop in runs:
+                    zero_terms[b, 0] += self.values[:, start:stop] @ negative[start:stop]
+                zero_terms[b, 1] = present @ squares[lo:hi]
+                zero_terms[b, 1] += self.squares[:, lo:hi].sum(axis=1)
+                zero_terms[b, 2] = present.sum(axis=1)
+                rows = np.flatnonzero(self.present[:, lo:hi].any(axis=1))
+                parts.append(_BlockPart(self, None if len(rows) > _COMPACT_SHARE * m else rows,
+                                        columns, lo, hi))
+            self._blocks = (zero_columns, zero_terms, parts)
         return self._blocks
 
     def feature_mean(self, positions):
@@ -470,6 +473,35 @@ class _Donors:
         summed = self.values[:, flat].sum(axis=0, dtype=np.float64)
         mean = self.center[flat] + summed / self.count[self.grouping.group_of[flat]]
         return mean.reshape(positions.shape)
+
+
+class _BlockPart:
+    """One block's donor arrays for a few receivers, contiguous, float32 (bool for ``present_t``).
+
+    Attributes
+    ----------
+    rows : ndarray of int64 or None
+        The donors kept (those observing something in the block), None for all.
+    values : ndarray of shape (n, s G_b)
+        Their values on the block's columns, work order.
+    present : ndarray of shape (n, G_b)
+        Their ``present_f`` on the block's groups.
+    squares_t : ndarray of shape (G_b, n)
+        Their group squares, transposed: a receiver's few missing groups are rows of it.
+    present_t : ndarray of shape (G_b, n), bool
+    square_total, count : ndarray of shape (n,)
+        Their squares summed over the block, and the groups they observe there.
+    """
+
+    def __init__(self, donors, rows, columns, lo, hi):
+        pick = slice(None) if rows is None else rows
+        self.rows = rows
+        self.values = np.ascontiguousarray(donors.values[pick][:, columns])
+        self.present = np.ascontiguousarray(donors.present_f[pick, lo:hi])
+        self.squares_t = np.ascontiguousarray(donors.squares[pick, lo:hi].T)
+        self.present_t = np.ascontiguousarray(donors.present[pick, lo:hi].T)
+        self.square_total = self.squares_t.sum(axis=0, dtype=np.float64).astype(np.float32)
+        self.count = self.present.sum(axis=1)
 
 
 def _as_work_float(x):
@@ -566,16 +598,15 @@ def _approximate_squared(donors, centred, observed):
         norm_sum = both[:r] + (donors.squares @ observed.T).T
         return _finish_squared(cross, np.ascontiguousarray(norm_sum),
                                np.ascontiguousarray(both[r:]), d)
-    # Few receivers (online): the donor sums over a receiver's observed groups are the donor
-    # totals less the sums over its few missing groups, read as rows of the transposed arrays.
+    # Few receivers (online), with body slots as blocks: block by block.
+    if grouping.blocks is not None:
+        return _finish_squared(*_products_by_block(donors, centred, observed, norms), d)
+    # Without blocks: the donor sums over a receiver's observed groups are the donor totals
+    # less the sums over its few missing groups, read as rows of the transposed arrays.
     m = len(donors.values)
     by_group_t, square_total, group_count = donors.by_group()
-    if grouping.blocks is None:
-        cross = np.ascontiguousarray((donors.values @ centred.T).T)
-        norm_sum = np.ascontiguousarray((donors.present_f @ norms.T).T)
-    else:
-        cross, norm_sum = _products_by_block(donors, centred, norms,
-                                             _zero_blocks(donors, centred, observed))
+    cross = np.ascontiguousarray((donors.values @ centred.T).T)
+    norm_sum = np.ascontiguousarray((donors.present_f @ norms.T).T)
     shared = np.empty((r, m), dtype=np.float32)
     for receiver in range(r):
         missing_squares, missing_count = np.take(
@@ -587,62 +618,55 @@ def _approximate_squared(donors, centred, observed):
     return _finish_squared(cross, norm_sum, shared, d)
 
 
-def _zero_blocks(donors, centred, observed):
-    """Blocks each receiver observes as zeros (an absent body).
+def _products_by_block(donors, centred, observed, norms):
+    """Compute the products of :func:`_approximate_squared` for a few receivers, by block.
+
+    A receiver's zero blocks (an absent body) are read from :meth:`_Donors.block_terms`; its
+    other blocks are matrix-vector products over the block's contiguous copies, with just
+    the donors that observe something there where that is a minority (a second body). Where
+    the receiver misses under a third of a block's groups, the donor sums over the groups it
+    observes are the donor totals less those over its missing groups (rows of the transposed
+    copies), which reads less than a product.
 
     Returns
     -------
-    zero : ndarray of shape (r, B), bool
+    cross, norm_sum, shared : ndarray of shape (r, m), float32
+        ``centred @ values.T``, ``norms @ present_f.T + observed @ squares.T`` and the
+        features both rows observe.
     """
     grouping = donors.grouping
-    negative = donors.block_terms()[0]
-    zero = np.zeros((len(centred), len(grouping.blocks)), dtype=bool)
-    for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
-        for receiver, (row, seen) in enumerate(zip(centred, observed)):
-            zero[receiver, b] = seen[lo:hi].all() and all(
-                np.array_equal(row[start:stop], negative[start:stop]) for start, stop in runs)
-    return zero
-
-
-def _products_by_block(donors, centred, norms, zero):
-    """Compute the cross and norm products of :func:`_approximate_squared`, block by block.
-
-    A receiver's zero blocks are read from :meth:`_Donors.block_terms`; its other blocks are
-    multiplied over their own columns only, with just the donors that observe something there
-    where that is a minority (a second body). Receivers with the same zero blocks are
-    multiplied together.
-
-    Returns
-    -------
-    cross, norm_sum : ndarray of shape (r, m), float32
-        ``centred @ values.T`` and ``norms @ present_f.T``.
-    """
-    grouping = donors.grouping
-    _, zero_cross, zero_norm, compact = donors.block_terms()
+    zero_columns, zero_terms, parts = donors.block_terms()
     r, m = len(centred), len(donors.values)
     cross = np.zeros((r, m), dtype=np.float32)
     norm_sum = np.zeros((r, m), dtype=np.float32)
-    patterns = {}
-    for receiver, pattern in enumerate(zero):
-        patterns.setdefault(tuple(pattern), []).append(receiver)
-    for pattern, rows in patterns.items():
-        rows = rows[0] if len(rows) == 1 else np.asarray(rows)
+    shared = np.zeros((r, m), dtype=np.float32)
+    for receiver in range(r):
+        row, seen, norm = centred[receiver], observed[receiver], norms[receiver]
         for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
-            if pattern[b]:
-                cross[rows] += zero_cross[b]
-                norm_sum[rows] += zero_norm[b]
-            elif compact[b] is not None:
-                donor_rows, values, present = compact[b]
-                columns = np.concatenate([centred[rows, start:stop] for start, stop in runs],
-                                         axis=-1)
-                at = (rows, donor_rows) if np.ndim(rows) == 0 else np.ix_(rows, donor_rows)
-                cross[at] += (values @ columns.T).T
-                norm_sum[at] += (present @ norms[rows, lo:hi].T).T
+            columns = np.concatenate([row[start:stop] for start, stop in runs])
+            seen_b = seen[lo:hi]
+            if seen_b.all() and np.array_equal(columns, zero_columns[b]):
+                cross[receiver] += zero_terms[b, 0]
+                norm_sum[receiver] += zero_terms[b, 1]
+                shared[receiver] += zero_terms[b, 2]
+                continue
+            part = parts[b]
+            at = slice(None) if part.rows is None else part.rows
+            cross[receiver, at] += part.values @ columns
+            summed = part.present @ norm[lo:hi]
+            missing = np.flatnonzero(seen_b == 0)
+            if 3 * len(missing) <= hi - lo:
+                summed += part.square_total
+                summed -= np.take(part.squares_t, missing, axis=0).sum(axis=0)
+                count = part.count - np.take(part.present_t, missing, axis=0).sum(
+                    axis=0, dtype=np.float32)
             else:
-                for start, stop in runs:
-                    cross[rows] += (donors.values[:, start:stop] @ centred[rows, start:stop].T).T
-                norm_sum[rows] += (donors.present_f[:, lo:hi] @ norms[rows, lo:hi].T).T
-    return cross, norm_sum
+                summed += seen_b @ part.squares_t
+                count = part.present @ seen_b
+            norm_sum[receiver, at] += summed
+            shared[receiver, at] += count
+    shared *= np.float32(grouping.size)
+    return cross, norm_sum, shared
 
 
 def _approximate_squared_self(donors):
@@ -753,11 +777,15 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
     if maybe_zero[0].size:
         _refine(donors, centred, observed, scale, squared, error, *maybe_zero)
     row_error = np.where(finite, error, 0.0).max(axis=1, initial=0.0)
-    chosen, todo = _prefix_choice(donors, centred, observed, approx, row_error, pair_row,
-                                  pair_group, n_neighbors)
+    chosen, todo = _prefix_by_block(donors, centred, observed, approx, row_error, pair_row,
+                                    pair_group, n_neighbors)
     # Few pairs (one window online): look at more candidates at once, saving rounds.
     width = max(FIRST_CANDIDATES, 2 * n_neighbors, _WIDTH_BUDGET // max(len(todo), 1))
     width = min(m, width, 64)
+    if n_neighbors <= min(m, PREFIX_CANDIDATES) // 2:
+        # The prefix ran: the pairs it left open need more candidates than it had.
+        width = min(m, max(width, 2 * PREFIX_CANDIDATES))
+    subset = _observers(donors, pair_group[todo]) if todo.size else None
     slot_of_row = np.empty(r, dtype=np.int64)
     while todo.size:
         needed = np.zeros(r, dtype=bool)
@@ -765,7 +793,11 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
         rows = np.flatnonzero(needed)
         slot_of_row[rows] = np.arange(len(rows))
         position = slot_of_row[pair_row[todo]]
-        if width < m:
+        if subset is not None:
+            # Every donor that could be usable is a candidate: nothing lies beyond.
+            candidates = subset[np.argsort(squared[rows][:, subset], axis=1, kind='stable')]
+            beyond = np.full(len(rows), np.inf, dtype=np.float32)
+        elif width < m:
             by_distance = _smallest(squared[rows], width + 1)
             # Lower bound of every donor past the first `width`.
             beyond = squared[rows, by_distance[:, -1]] - row_error[rows]
@@ -794,8 +826,65 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
     return chosen, approx
 
 
+def _prefix_by_block(donors, centred, observed, approx, row_error, pair_row, pair_group,
+                     n_neighbors):
+    """:func:`_prefix_choice`, with the pairs of a block few donors observe apart.
+
+    Where :meth:`_Donors.block_terms` kept a compact copy of a block (a second body, observed
+    by a minority of the donors), only those donors can be usable for its pairs, so their
+    prefix is the nearest of those donors rather than of all (most of which would be
+    unusable, leaving the pairs to the wider search).
+    """
+    parts = None if donors._blocks is None else donors._blocks[2]
+    if parts is None or all(part.rows is None for part in parts):
+        return _prefix_choice(donors, centred, observed, approx, row_error, pair_row,
+                              pair_group, n_neighbors)
+    chosen = np.full((len(pair_row), n_neighbors), -1, dtype=np.int64)
+    open_pairs = []
+    rest = np.ones(len(pair_row), dtype=bool)
+    for (lo, hi), part in zip(donors.grouping.blocks, parts):
+        if part.rows is None:
+            continue
+        inside = (pair_group >= lo) & (pair_group < hi)
+        rest &= ~inside
+        pairs = np.flatnonzero(inside)
+        if pairs.size:
+            chosen[pairs], todo = _prefix_choice(
+                donors, centred, observed, approx, row_error, pair_row[pairs],
+                pair_group[pairs], n_neighbors, universe=part.rows)
+            open_pairs.append(pairs[todo])
+    pairs = np.flatnonzero(rest)
+    if pairs.size:
+        chosen[pairs], todo = _prefix_choice(donors, centred, observed, approx, row_error,
+                                             pair_row[pairs], pair_group[pairs], n_neighbors)
+        open_pairs.append(pairs[todo])
+    todo = np.sort(np.concatenate(open_pairs)) if open_pairs else np.zeros(0, dtype=np.int64)
+    return chosen, todo
+
+
+def _observers(donors, groups):
+    """Find the donors that observe any of ``groups``, if at most half of them do.
+
+    Donors that observe none of a pair's group are never its candidates; where the open
+    pairs lie in a block few donors observe (a second body), searching just these settles
+    them in one round instead of a widening search over all donors.
+
+    Returns
+    -------
+    rows : ndarray of int64, ascending, or None
+        None where more than half of the donors observe one of the groups, or where the
+        check would read more than ``_GATHER_WHOLE * 64`` mask entries.
+    """
+    groups = np.unique(groups)
+    m = donors.present_t.shape[1] - 1
+    if len(groups) * m > _GATHER_WHOLE * 64:
+        return None
+    rows = np.flatnonzero(np.take(donors.present_t, groups, axis=0)[:, :m].any(axis=0))
+    return rows if len(rows) <= m // 2 else None
+
+
 def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_group,
-                   n_neighbors, refine=True):
+                   n_neighbors, refine=True, universe=None):
     """Settle most pairs from the nearest ``PREFIX_CANDIDATES`` donors of their receiver.
 
     Each receiver's nearest candidates are sorted once. A pair takes the first
@@ -820,6 +909,9 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     n_neighbors : int
     refine : bool
         Recompute the distances at unsure cuts and try those pairs again.
+    universe : ndarray of int64, optional
+        The only donors that can be usable for these pairs (ascending; the donors observing
+        something in the pairs' block): the prefix is their nearest.
 
     Returns
     -------
@@ -830,7 +922,8 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     """
     squared, error, scale = approx
     r, m = squared.shape
-    width = min(m, PREFIX_CANDIDATES)
+    n_candidates = m if universe is None else len(universe)
+    width = min(n_candidates, PREFIX_CANDIDATES)
     n_pairs = len(pair_row)
     chosen = np.full((n_pairs, n_neighbors), -1, dtype=np.int64)
     if n_neighbors > width // 2 or not n_pairs:
@@ -839,12 +932,14 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     needed[pair_row] = True
     rows = np.flatnonzero(needed)
     if len(rows) == r:
-        near, row_of = squared, pair_row
+        near, errors, row_of = squared, error, pair_row
     else:
         slot_of_row = np.zeros(r, dtype=np.int64)
         slot_of_row[rows] = np.arange(len(rows))
-        near, row_of = squared[rows], slot_of_row[pair_row]
-    if width < m:
+        near, errors, row_of = squared[rows], error[rows], slot_of_row[pair_row]
+    if universe is not None:
+        near, errors = near[:, universe], errors[:, universe]
+    if width < n_candidates:
         order = _smallest(near, width + 1)
         beyond = np.take_along_axis(near, order[:, width:], axis=1)[:, 0] - row_error[rows]
         beyond[np.isnan(beyond)] = np.inf
@@ -853,7 +948,9 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
         order = np.argsort(near, axis=1, kind='stable')
         beyond = np.full(len(rows), np.inf, dtype=np.float32)
     value = np.take_along_axis(near, order, axis=1)
-    bound = np.take_along_axis(error[rows], order, axis=1)
+    bound = np.take_along_axis(errors, order, axis=1)
+    if universe is not None:
+        order = universe[order]                                 # positions -> donor rows
     finite = ~np.isnan(value)
     # Cut after candidate k: reach[k] (farthest the first k + 1 can be) must stay below
     # after[k] (nearest any other donor can be).
@@ -867,7 +964,15 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     sure = reach < after
     # Donor m observes nothing: candidates at an undefined distance are never usable.
     lookup = np.where(finite, order, m)
-    if n_pairs * width <= _GATHER_WHOLE:
+    if len(rows) <= _FEW_RECEIVERS and width <= 64:
+        # A few receivers: one word per group holds which of the candidates observe it.
+        slots = np.empty((n_pairs, n_neighbors), dtype=np.int64)
+        lo, hi = int(pair_group.min()), int(pair_group.max()) + 1     # the groups needed
+        for i in range(len(rows)):
+            pairs = slice(None) if len(rows) == 1 else np.flatnonzero(row_of == i)
+            words = _candidate_words(donors.present[:, lo:hi], order[i], finite[i])
+            slots[pairs] = _first_bits(np.take(words, pair_group[pairs] - lo), n_neighbors)
+    elif n_pairs * width <= _GATHER_WHOLE:
         index = np.take(lookup, row_of, axis=0)
         index += (pair_group * (m + 1))[:, None]
         slots = _first_usable(np.take(donors.present_t.reshape(-1), index), n_neighbors)
@@ -893,7 +998,8 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     key = np.unique(rows[row[unit]] * m + order[row[unit], position])
     _refine(donors, centred, observed, scale, squared, error, key // m, key % m)
     again, left = _prefix_choice(donors, centred, observed, approx, row_error,
-                                 pair_row[unsure], pair_group[unsure], n_neighbors, False)
+                                 pair_row[unsure], pair_group[unsure], n_neighbors, False,
+                                 universe)
     chosen[unsure] = again
     left_open = np.zeros(n_pairs, dtype=bool)
     left_open[todo] = True
@@ -902,19 +1008,83 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     return chosen, np.flatnonzero(left_open)
 
 
+def _first_bits(words, n_neighbors):
+    """Positions of the lowest ``n_neighbors`` set bits of each uint64 word (P,), ascending.
+
+    The lowest set bit is isolated (``w & -w``), located by a De Bruijn multiplication and
+    cleared: a few operations on P words per position. ``words`` is not modified.
+
+    Returns
+    -------
+    slots : ndarray of shape (P, n_neighbors), int64
+        -1 pads words with fewer set bits.
+    """
+    words = np.array(words, dtype=np.uint64)
+    slots = np.empty((n_neighbors, len(words)), dtype=np.int64)
+    one, shift = np.uint64(1), np.uint64(58)
+    for slot in slots:
+        lowest = words & (~words + one)
+        np.take(_DE_BRUIJN_POSITION, ((lowest * _DE_BRUIJN) >> shift).astype(np.intp),
+                out=slot)
+        slot[lowest == 0] = -1
+        words ^= lowest
+    return slots.T
+
+
+def _candidate_words(present, candidates, usable):
+    """One uint64 per group: bit k set where candidate k observes the group and is usable.
+
+    Parameters
+    ----------
+    present : ndarray of shape (m, G), bool
+    candidates : ndarray of shape (W,), int, W <= 64
+    usable : ndarray of shape (W,), bool
+        False for candidates that are never usable (an undefined distance).
+
+    Returns
+    -------
+    words : ndarray of shape (G,), uint64
+    """
+    rows = np.take(present, candidates, axis=0)
+    rows[~usable] = False
+    by_group = np.zeros((present.shape[1], 64), dtype=bool)
+    by_group[:, :len(candidates)] = rows.T          # packing along contiguous rows is fast
+    return np.packbits(by_group, axis=1, bitorder='little').view('<u8')[:, 0]
+
+
 def _first_usable(usable, n_neighbors):
     """Positions of the first ``n_neighbors`` True entries of each row of ``usable`` (P, W).
+
+    The rows are packed into 64-bit words, read with :func:`_first_bits` word by word.
 
     Returns
     -------
     slots : ndarray of shape (P, n_neighbors), int64
         Ascending; -1 pads rows with fewer.
     """
-    rank = np.cumsum(usable, axis=1, dtype=np.int32)
-    slots = np.empty((len(usable), n_neighbors), dtype=np.int64)
-    for k, slot in enumerate(slots.T):
-        reached = rank > k
-        slot[:] = np.where(reached[:, -1], np.argmax(reached, axis=1), -1)
+    n_pairs, width = usable.shape
+    n_words = -(-width // 64)
+    packed = np.zeros((n_pairs, 8 * n_words), dtype=np.uint8)
+    bits = np.packbits(usable, axis=1, bitorder='little')
+    packed[:, :bits.shape[1]] = bits
+    words = packed.view('<u8')                                   # bit k of word w: 64 w + k
+    if n_words == 1:
+        return _first_bits(words[:, 0], n_neighbors)
+    slots = np.full((n_pairs, n_neighbors), -1, dtype=np.int64)
+    found = np.zeros(n_pairs, dtype=np.int64)
+    for w in range(n_words):
+        short = np.flatnonzero(found < n_neighbors)
+        if not short.size:
+            break
+        more = _first_bits(words[short, w], n_neighbors) + 64 * w
+        more[more < 64 * w] = -1
+        # Slot j of a pair with f found takes its (j - f)-th bit of this word.
+        take = np.arange(n_neighbors)[None, :] - found[short, None]
+        fill = take >= 0
+        got = np.take_along_axis(more, np.maximum(take, 0), axis=1)
+        fill &= got >= 0
+        slots[short] = np.where(fill, got, slots[short])
+        found[short] += (more >= 0).sum(axis=1)
     return slots
 
 
@@ -1229,11 +1399,14 @@ class ClusterBank:
     rows of the cluster.
 
     A cluster's donors are prepared (float32, centred, about ``4 * n_k * (d + 3.5 * G)``
-    bytes, 43 MB for 667 NTU windows, plus ``8 * n_k * G`` for one window at a time) on first
-    use and cached; the cache makes the object unsafe to share between threads. One window
-    then reads the donor values once for the cross term and the group mask once (27 MB), so
-    latency follows memory bandwidth; with the body slots as ``blocks`` a window without a
-    second body reads half of that, and a second body only the donors that have one.
+    bytes, 37 MB for 667 NTU windows) on first use and cached; the cache makes the object
+    unsafe to share between threads. For one window at a time there is more: without blocks
+    ``8 * n_k * G`` (13 MB), and one window reads the donor values and the group mask once
+    (27 MB); with the body slots as ``blocks``, contiguous copies of each block, with just the
+    donors that have a second body for the second slot (23 MB for 667 windows, 206 of them
+    with a second body), and a window without a second body reads only the first slot's
+    copy (13 MB), a second body only its donors. Latency follows memory bandwidth, so it
+    gains from a second BLAS thread even on two cores (``benchmarks/bench_imputer.py``).
 
     Parameters
     ----------

@@ -265,8 +265,36 @@ def test_blocks_skip_absent_bodies_and_match_sklearn():
     one = np.concatenate([bank.impute(row[None], [0])[0] for row in receivers])
     assert np.abs(one - reference).max() <= 1e-4
     # The second body is observed by under a third of the donors: kept as a compact copy.
-    compact = bank._donors_of(0).block_terms()[3]
-    assert compact[0] is None and compact[1][1].shape[0] < 0.4 * 220
+    parts = bank._donors_of(0).block_terms()[2]
+    assert parts[0].rows is None and len(parts[1].rows) < 0.4 * 220
+    assert len(parts[1].values) == len(parts[1].present) == len(parts[1].rows)
+
+
+def test_online_windows_of_skeletons_match_sklearn():
+    # Full-size windows (50 frames, 2 bodies) as the node completes them, one at a time, from
+    # a bank that has the body slots as blocks: lower legs hidden for stretches of frames, a
+    # second body in some donors (NaN where absent) and some windows (0 where absent). The
+    # second body's pairs take their prefix among the donors that have one; some pairs need
+    # more than the prefix, some cuts are refined: every path must give scikit-learn's values.
+    from benchmarks.bench_imputer import synthetic_sequences
+    from iospstl_ros.layout import WINDOW_FRAMES
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(15)
+    action = np.random.default_rng(16)
+    donors = synthetic_sequences(300, rng, action, absent_as_missing=True)
+    windows = synthetic_sequences(40, rng, np.random.default_rng(16))
+    windows = windows[np.isnan(windows).any(axis=1)]
+    groups = coordinate_groups(WINDOW_FRAMES)
+    bank = ClusterBank.from_clusters(np.zeros((1, 2)), donors, np.zeros(300, np.int64),
+                                     groups=groups, blocks=coordinate_blocks(WINDOW_FRAMES))
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(donors).transform(windows)
+    ours = np.concatenate([bank.impute(window[None], [0])[0] for window in windows])
+    assert np.abs(ours - reference).max() <= 1e-4
+    parts = bank._donors_of(0).block_terms()[2]
+    assert parts[0].rows is None and 0 < len(parts[1].rows) < 0.5 * 300
+    second = ~(windows.reshape(len(windows), 3, WINDOW_FRAMES, 25, 2)[..., 1] == 0).all(
+        axis=(1, 2, 3))
+    assert 0 < second.sum() < len(windows)
 
 
 def test_set_blocks_on_a_loaded_bank(tmp_path):
@@ -306,6 +334,20 @@ def test_first_usable_by_eight_matches_the_whole_gather():
         row = usable[0]
         assert expected[0].tolist() == (np.flatnonzero(row)[:n_neighbors].tolist()
                                         + [-1] * max(0, n_neighbors - row.sum()))
+
+
+def test_first_usable_against_a_row_by_row_oracle():
+    from iospstl_ros.imputation import _first_usable
+    rng = np.random.default_rng(14)
+    for width in (1, 8, 63, 64, 65, 200):              # one word, a word and a bit, four words
+        usable = rng.random((40, width)) < rng.uniform(0.0, 0.3, (40, 1))
+        usable[0] = False
+        usable[1] = True
+        usable[2, -1] = True                           # the last column counts
+        for n_neighbors in (1, 5, 70):
+            oracle = [np.flatnonzero(row)[:n_neighbors].tolist() for row in usable]
+            oracle = [o + [-1] * (n_neighbors - len(o)) for o in oracle]
+            assert _first_usable(usable, n_neighbors).tolist() == oracle
 
 
 def test_memory_mapped_inputs(tmp_path):
