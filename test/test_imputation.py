@@ -297,6 +297,90 @@ def test_online_windows_of_skeletons_match_sklearn():
     assert 0 < second.sum() < len(windows)
 
 
+@pytest.mark.parametrize('absent_as_missing', [False, True])
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_a_set_imputed_from_itself_with_blocks_matches_sklearn(absent_as_missing, dtype):
+    # The reference's training pass (each cluster's rows imputed from themselves) with the
+    # body slots as blocks: the rows of an absent second body enter the symmetric products
+    # as one row (zeros, or NaN), which must not change a value.
+    from benchmarks.bench_imputer import synthetic_sequences
+    from iospstl_ros.imputation import _Donors, _Grouping, _block_rows
+    from iospstl_ros.layout import WINDOW_FRAMES
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(21)
+    rows = synthetic_sequences(240, rng, absent_as_missing=absent_as_missing).astype(dtype)
+    groups, slot = coordinate_groups(WINDOW_FRAMES), coordinate_blocks(WINDOW_FRAMES)
+    second = ~np.isnan(rows[:, slot == 1]).all(axis=1) & (rows[:, slot == 1] != 0).any(axis=1)
+    assert 40 < second.sum() < 120
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(rows).transform(rows)
+    ours, unfilled = nan_knn_impute(rows, rows, groups=groups, blocks=slot,
+                                    return_unfilled=True)
+    # (Held as NaN, an absent body is filled from the rows that have a second body.)
+    assert ours.dtype == dtype and unfilled == 0
+    assert np.abs(ours - reference).max() <= 1e-4
+    # The second body's products took one row per absent body, the first body's all rows.
+    donors = _Donors(rows, _Grouping(groups, rows.shape[1], slot))
+    assert _block_rows(donors, 0)[0] is None
+    compact, _ = _block_rows(donors, 1)
+    assert np.array_equal(compact[second], np.arange(second.sum()))
+    assert set(compact[~second].tolist()) == {second.sum() + absent_as_missing}
+
+
+def test_self_products_with_blocks_stay_within_their_error_bounds():
+    # Squared distances of all pairs against float64 sums over the shared features: the
+    # compact second-body products (and their exact 0 between two absent bodies) must stay
+    # inside the bounds that decide which distances are recomputed.
+    from benchmarks.bench_imputer import synthetic_sequences
+    from iospstl_ros.imputation import _approximate_squared_self, _Donors, _Grouping
+    from iospstl_ros.layout import WINDOW_FRAMES
+    rng = np.random.default_rng(22)
+    rows = synthetic_sequences(90, rng)
+    groups, slot = coordinate_groups(WINDOW_FRAMES), coordinate_blocks(WINDOW_FRAMES)
+    squared, error, scale = _approximate_squared_self(
+        _Donors(rows, _Grouping(groups, rows.shape[1], slot)))
+    x = rows.astype(np.float64)
+    seen = ~np.isnan(x)
+    filled = np.where(seen, x, 0.0)
+    for i in range(len(x)):
+        both = seen[i] & seen
+        exact = ((filled[i] - filled) ** 2 * both).sum(axis=1) * (x.shape[1] / both.sum(axis=1))
+        assert np.all(np.abs(squared[i] - exact) <= error[i] + 1e-6 * exact)
+    # Between two one-person rows the second body adds nothing, to the error bound neither;
+    # two second bodies are centred on the second bodies' mean, not pulled to 0 by the absent
+    # ones: both bounds are tighter than without blocks (same centre for every row).
+    plain_error = _approximate_squared_self(_Donors(rows, _Grouping(groups, rows.shape[1])))[1]
+    one = (rows[:, slot == 1] == 0).all(axis=1)
+    assert 30 < one.sum() < 80
+    apart = ~np.eye(len(rows), dtype=bool)
+    for kind, most, median in ((one, 0.7, 0.5), (~one, 0.4, 0.2)):
+        pairs = np.outer(kind, kind) & apart
+        ratio = error[pairs] / plain_error[pairs]
+        assert ratio.max() < most and np.median(ratio) < median
+
+
+def test_absent_bodies_are_found_and_left_out_of_the_centre():
+    from iospstl_ros.imputation import _Donors, _Grouping
+    slot = coordinate_blocks(2, num_joints=2, num_bodies=2)       # (C, T, V, M) = (3, 2, 2, 2)
+    groups = coordinate_groups(2, num_joints=2, num_bodies=2)
+    rows = np.full((5, 24), 2.0, dtype=np.float32)
+    rows[:, slot == 1] = 0.0                                      # rows 0-2: one person
+    rows[0, np.flatnonzero(slot == 1)[:3]] = -0.0                 # -0.0 is a zero too
+    rows[3, slot == 1] = 4.0                                      # rows 3-4: two people
+    rows[4, slot == 1] = 6.0
+    rows[2, np.flatnonzero(slot == 1)[5]] = 1e-30                 # not all zero: a person
+    rows[1, np.flatnonzero(groups == groups[np.flatnonzero(slot == 1)[0]])] = nan
+    donors = _Donors(rows, _Grouping(groups, 24, slot))
+    # Row 1 misses a joint of the second body: not all observed, so not an absent body.
+    assert donors.zero_rows[:, 1].tolist() == [True, False, False, False, False]
+    assert not donors.zero_rows[:, 0].any()
+    # The centre of the second body's features: mean over rows 1-4 (row 0 left out).
+    work = donors.grouping.to_work(rows)
+    second = donors.grouping.to_work(slot[None] == 1)[0]
+    expected = np.nanmean(work[1:, second], axis=0)
+    np.testing.assert_allclose(donors.center[second], expected, rtol=1e-6)
+    np.testing.assert_allclose(donors.center[~second], 2.0)
+
+
 def test_set_blocks_on_a_loaded_bank(tmp_path):
     rng = np.random.default_rng(13)
     donors, windows, groups, slot, _ = two_body_windows(rng, 120)
@@ -312,10 +396,10 @@ def test_set_blocks_on_a_loaded_bank(tmp_path):
         loaded.set_blocks(slot[:-1])
 
 
-def test_first_usable_by_eight_matches_the_whole_gather():
-    from iospstl_ros.imputation import _first_usable, _first_usable_by_eight
+def test_first_usable_in_steps_matches_the_whole_gather():
+    from iospstl_ros.imputation import _first_usable, _first_usable_in_steps
     rng = np.random.default_rng(10)
-    m, n_groups, width = 50, 7, 29                   # width not a multiple of eight
+    m, n_groups, width = 50, 7, 29                   # width not a multiple of the step
 
     class Donors:
         present_t = np.zeros((n_groups, m + 1), dtype=bool)
@@ -329,7 +413,7 @@ def test_first_usable_by_eight_matches_the_whole_gather():
     for n_neighbors in (1, 5, 12):
         expected = _first_usable(usable, n_neighbors)
         np.testing.assert_array_equal(
-            _first_usable_by_eight(Donors, lookup, row_of, pair_group, n_neighbors), expected)
+            _first_usable_in_steps(Donors, lookup, row_of, pair_group, n_neighbors), expected)
         # Spot check: the k-th slot is the k-th usable position.
         row = usable[0]
         assert expected[0].tolist() == (np.flatnonzero(row)[:n_neighbors].tolist()
