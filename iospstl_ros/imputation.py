@@ -776,9 +776,8 @@ def _approximate_squared_self(donors):
                 same = len(block_cross) - 2
                 block_cross[same, same] = block_norm[same, same] = 0.0
                 # Spread the compact products over the pairs of rows they stand for.
-                index = slot[:, None] * len(block_cross) + slot[None, :]
                 block_cross, block_norm, block_shared = (
-                    np.take(block.reshape(-1), index)
+                    np.take(np.take(block, slot, axis=0), slot, axis=1)
                     for block in (block_cross, block_norm, block_shared))
             if cross is None:
                 cross, norm_a, shared = block_cross, block_norm, block_shared
@@ -822,8 +821,7 @@ def _block_rows(donors, block):
     (lo, hi), runs = donors.grouping.blocks[block], donors.grouping.block_runs[block]
     present = donors.present[:, lo:hi]
     m = len(present)
-    seen = present.sum(axis=1)
-    nothing = seen == 0
+    nothing = ~present.any(axis=1)
     negative = -donors.center
     zero = donors.zero_rows[:, block]
     general = np.flatnonzero(~(nothing | zero))
