@@ -9,7 +9,8 @@ for a stretch of frames, plus a few random joints):
     a joint's coordinates as groups, body slots as blocks; also timed once with groups only
     and with neither) vs ``KNNImputer(n_neighbors=5, weights='distance')`` fitted on the
     cluster and transforming the same rows (the reference pipeline), the largest difference
-    and the speed ratio;
+    and the speed ratio; and this project's own pass, the cluster's windows (an absent body
+    held as 0) from its donor rows (held as NaN), against ``fit(donors).transform(windows)``;
 (b) ``--full``: an NTU-60-xsub-sized set (40,091 train + 16,487 test sequences, 60 clusters)
     in memory-mapped files in a temporary directory: bank build, train and test imputation
     time and peak memory;
@@ -23,8 +24,10 @@ for a stretch of frames, plus a few random joints):
     python -m benchmarks.bench_imputer                 # (a) and (c)
     python -m benchmarks.bench_imputer --full          # (a), (b) and (c)
 
-Each line holds both sides measured in the same run; ``--blas-threads 1`` pins BLAS to one
-thread for both (on a busy 2-core machine two BLAS threads can be slower than one).
+Each line holds both sides measured in the same run; in (a) ours runs in rounds before,
+between and after the scikit-learn runs, and the ratio is best to best (and median to
+median); ``--blas-threads 1`` pins BLAS to one thread for both (on a busy 2-core machine two
+BLAS threads can be slower than one).
 """
 
 import argparse
@@ -159,30 +162,54 @@ def one_cluster(options, groups):
     # As the pipeline lays samples out: a joint's coordinates as groups, body slots as blocks.
     layout = {'groups': groups, 'blocks': coordinate_blocks(WINDOW_FRAMES)}
     nan_knn_impute(rows, rows, **layout)                               # warm-up, untimed
-    times = []
-    for _ in range(options.repeats):
+
+    def timed(function):
         start = time.perf_counter()
-        ours, unfilled = nan_knn_impute(rows, rows, return_unfilled=True, **layout)
-        times.append(time.perf_counter() - start)
+        result = function()
+        return time.perf_counter() - start, result
+
+    # Ours in rounds before, between and after the scikit-learn runs, so that both sides
+    # sample the machine's (shared, noisy) speed over the same stretch of time.
+    times, groups_times, plain_times, sklearn_times = [], [], [], []
+    for round_ in range(options.sklearn_repeats + 1):
+        for _ in range(options.repeats):
+            elapsed, (ours, unfilled) = timed(lambda: nan_knn_impute(
+                rows, rows, return_unfilled=True, **layout))
+            times.append(elapsed)
+        groups_times.append(timed(lambda: nan_knn_impute(rows, rows, groups=groups))[0])
+        plain_times.append(timed(lambda: nan_knn_impute(rows, rows))[0])
+        if round_ < options.sklearn_repeats:
+            elapsed, reference = timed(lambda: KNNImputer(
+                n_neighbors=5, weights='distance').fit(rows).transform(rows))
+            sklearn_times.append(elapsed)
     ours_time, ours_median = min(times), float(np.median(times))
-    start = time.perf_counter()
-    nan_knn_impute(rows, rows, groups=groups, return_unfilled=True)
-    groups_time = time.perf_counter() - start
-    start = time.perf_counter()
-    nan_knn_impute(rows, rows, return_unfilled=True)
-    plain_time = time.perf_counter() - start
-    start = time.perf_counter()
-    reference = KNNImputer(n_neighbors=5, weights='distance').fit(rows).transform(rows)
-    sklearn_time = time.perf_counter() - start
-    print(f'    nan_knn_impute (groups, blocks) {ours_time:8.3f} s  (best of {options.repeats}, '
+    sklearn_time, sklearn_median = min(sklearn_times), float(np.median(sklearn_times))
+    groups_time, plain_time = min(groups_times), min(plain_times)
+    print(f'    nan_knn_impute (groups, blocks) {ours_time:8.3f} s  (best of {len(times)}, '
           f'median {ours_median:.3f} s; {unfilled} values left NaN)')
-    print(f'    nan_knn_impute (groups)         {groups_time:8.3f} s')
-    print(f'    nan_knn_impute (neither)        {plain_time:8.3f} s')
-    print(f'    sklearn KNNImputer              {sklearn_time:8.3f} s')
-    print(f'    speed ratio {sklearn_time / ours_time:.0f}x (median '
-          f'{sklearn_time / ours_median:.0f}x; groups only {sklearn_time / groups_time:.0f}x, '
+    print(f'    nan_knn_impute (groups)         {groups_time:8.3f} s  (best of '
+          f'{len(groups_times)})')
+    print(f'    nan_knn_impute (neither)        {plain_time:8.3f} s  (best of {len(plain_times)})')
+    print(f'    sklearn KNNImputer              {sklearn_time:8.3f} s  (best of '
+          f'{len(sklearn_times)}, median {sklearn_median:.3f} s)')
+    print(f'    speed ratio {sklearn_time / ours_time:.0f}x best to best (median to median '
+          f'{sklearn_median / ours_median:.0f}x; groups only {sklearn_time / groups_time:.0f}x, '
           f'neither {sklearn_time / plain_time:.0f}x); max |ours - sklearn| = '
           f'{np.abs(ours - reference).max():.2e} (sklearn on float32 input)')
+    # The pipeline's own pass (iospstl_ros.completion): windows holding an absent body as 0,
+    # from donor rows holding it as NaN (a one-person donor gives no second body).
+    donors = synthetic_sequences(options.cluster_size, np.random.default_rng(options.seed),
+                                 absent_as_missing=True)
+    windows = np.where(np.isnan(donors) & ~np.isnan(rows), 0.0, donors)
+    pipeline_times = [timed(lambda: nan_knn_impute(windows, donors, **layout))[0]
+                      for _ in range(options.repeats)]
+    elapsed, pipeline_reference = timed(lambda: KNNImputer(
+        n_neighbors=5, weights='distance').fit(donors).transform(windows))
+    filled = nan_knn_impute(windows, donors, **layout)
+    print('    the pipeline pass (windows with an absent body as 0 from donor rows with it as '
+          f'NaN): ours {min(pipeline_times):.3f} s (best of {options.repeats}), sklearn '
+          f'{elapsed:.3f} s: {elapsed / min(pipeline_times):.0f}x; max |ours - sklearn| = '
+          f'{np.abs(filled - pipeline_reference).max():.2e}')
     if options.check64:
         rows64 = rows.astype(np.float64)
         exact = KNNImputer(n_neighbors=5, weights='distance').fit(rows64).transform(rows64)
@@ -398,8 +425,11 @@ def main(args=None):
     parser.add_argument('--cluster-size', type=int, default=672,
                         help='rows of the cluster in (a) (default: 672)')
     parser.add_argument('--repeats', type=int, default=5,
-                        help='timed runs of ours in (a), after one untimed; best and median '
-                             'reported (default: 5)')
+                        help='timed runs of ours in (a) before, between and after the '
+                             'scikit-learn runs, after one untimed; best and median reported '
+                             '(default: 5)')
+    parser.add_argument('--sklearn-repeats', type=int, default=2,
+                        help='timed scikit-learn runs in (a) (default: 2; about 5 s each)')
     parser.add_argument('--train-size', type=int, default=40091,
                         help='train sequences in (b) (default: 40091, NTU-60 xsub)')
     parser.add_argument('--test-size', type=int, default=16487,

@@ -19,7 +19,7 @@ for "when certain joints of all data in a cluster are missing"):
    mean of that coordinate (``feature_mean``), or 0 (the centre joint) without one.
 """
 
-from iospstl_ros.imputation import coordinate_groups, nan_knn_impute
+from iospstl_ros.imputation import coordinate_blocks, coordinate_groups, nan_knn_impute
 import numpy as np
 
 
@@ -127,6 +127,7 @@ def complete_windows(data, occluded, present, donors=None, bank=None, clusters=N
         take = np.flatnonzero(~all_missing)
         if len(take):
             imputed[take] = nan_knn_impute(rows[take], donors, n_neighbors, groups=groups,
+                                           blocks=coordinate_blocks(T, V, M),
                                            chunk_size=chunk_size)
     joints = C  # values per joint
     knn_filled = int((need & ~np.isnan(imputed)).sum()) // joints

@@ -414,6 +414,8 @@ class _Donors:
         self.present_f = self.present.astype(np.float32)
         self._few = None
         self._blocks = None
+        self._observers = None
+        self._compact = None
         self.has_group = self.count > 0
         self.grouping = grouping
 
@@ -476,11 +478,25 @@ class _Donors:
                 zero_terms[b, 1] = present @ squares[lo:hi]
                 zero_terms[b, 1] += self.squares[:, lo:hi].sum(axis=1)
                 zero_terms[b, 2] = present.sum(axis=1)
-                rows = np.flatnonzero(self.present[:, lo:hi].any(axis=1))
-                parts.append(_BlockPart(self, None if len(rows) > _COMPACT_SHARE * m else rows,
-                                        columns, lo, hi))
+                parts.append(_BlockPart(self, self.block_observers()[b], columns, lo, hi))
             self._blocks = (zero_columns, zero_terms, parts)
         return self._blocks
+
+    def block_observers(self):
+        """Donors that observe something in each block, where they are a minority.
+
+        Returns
+        -------
+        rows : list of (ndarray of int64, ascending, or None), one per block
+            None where more than ``_COMPACT_SHARE`` of the donors do (the first body).
+        """
+        if self._observers is None:
+            m = len(self.present)
+            self._observers = []
+            for lo, hi in self.grouping.blocks:
+                rows = np.flatnonzero(self.present[:, lo:hi].any(axis=1))
+                self._observers.append(None if len(rows) > _COMPACT_SHARE * m else rows)
+        return self._observers
 
     def feature_mean(self, positions):
         """Mean of features over the donors that observe them, in float64.
@@ -650,6 +666,8 @@ def _approximate_squared(donors, centred, observed):
     grouping = donors.grouping
     r, d = centred.shape
     norms = grouping.group_squares(centred)
+    if r > _FEW_RECEIVERS and grouping.blocks is not None:
+        return _finish_squared(*_products_by_compact_block(donors, centred, observed, norms), d)
     if r > _FEW_RECEIVERS or not grouping.size:
         # Donors on the left: BLAS streams the donor matrix once.
         cross = np.ascontiguousarray((donors.values @ centred.T).T)
@@ -796,55 +814,152 @@ def _approximate_squared_self(donors):
 
 
 def _block_rows(donors, block):
-    """Rows of one block for the symmetric products, those that are the same taken once.
+    """Rows of one block of the donors for block products, those that are the same taken once.
 
     A donor that observes none of the block's groups (an absent body held as NaN) has 0
     values, squares and mask there; one that observes all of them with value 0 (an absent
-    body held as 0) has the centred values ``-center``. Each kind enters the products as one
-    row, where that saves at least a quarter of the rows.
+    body held as 0, :attr:`_Donors.zero_rows`) has the centred values ``-center``. Each kind
+    enters the products as one row (:func:`_compact_rows`). Kept on ``donors`` for the
+    next chunk of receivers.
+    """
+    if donors._compact is None:
+        donors._compact = {}
+    if block not in donors._compact:
+        donors._compact[block] = _compact_rows(
+            donors.values, donors.squares, donors.present_f, donors.zero_rows[:, block],
+            donors.grouping, block, -donors.center)
+    return donors._compact[block]
+
+
+def _zero_block(centred, observed, grouping, block, negative):
+    """Receivers that observe all of a block with value 0 (``-center`` once centred): (r,) bool."""
+    (lo, hi), runs = grouping.blocks[block], grouping.block_runs[block]
+    first = runs[0][0]
+    rows = np.flatnonzero((observed[:, lo:hi] > 0).all(axis=1)
+                          & (centred[:, first] == negative[first]))
+    zero = np.zeros(len(centred), dtype=bool)
+    if rows.size:
+        same = np.ones(len(rows), dtype=bool)
+        for start, stop in runs:
+            same &= (centred[rows, start:stop] == negative[start:stop]).all(axis=1)
+        zero[rows[same]] = True
+    return zero
+
+
+def _compact_rows(values, squares, mask, zero, grouping, block, negative):
+    """Rows of one block for the products, the absent bodies taken once each.
+
+    Rows that observe nothing in the block (0 values, squares and mask there) stand for one
+    row, and so do the rows that are ``-center`` on all of it (``zero``), where that saves at
+    least a quarter of the rows.
 
     Parameters
     ----------
-    donors : _Donors
+    values : ndarray of shape (n, d), float32
+        Centred, 0 where missing, work order.
+    squares, mask : ndarray of shape (n, G), float32
+        Group squares and observed mask.
+    zero : ndarray of shape (n,), bool
+        Rows that are ``-center`` on every feature of the block.
+    grouping : _Grouping
     block : int
-        Index of the block in ``donors.grouping.blocks``.
+        Index of the block in ``grouping.blocks``.
+    negative : ndarray of shape (d,), float32
+        ``-center``.
 
     Returns
     -------
-    slot : ndarray of shape (m,), int64, or None
-        Row of the compact arrays that stands for each donor; None where compacting saves
+    slot : ndarray of shape (n,), int64, or None
+        Row of the compact arrays that stands for each row (``k`` the general rows, then
+        ``k`` the zeros, ``k + 1`` the rows that observe nothing); None where compacting saves
         too little (then ``parts`` is None).
     parts : tuple or None
-        ``(values, squares, present)``: a list of the compact values on each run, and the
-        compact squares and float mask on the block's groups.
+        ``(values, squares, mask)``: a list of the compact values on each of the block's runs,
+        and the compact squares and mask on its groups.
     """
-    (lo, hi), runs = donors.grouping.blocks[block], donors.grouping.block_runs[block]
-    present = donors.present[:, lo:hi]
-    m = len(present)
-    nothing = ~present.any(axis=1)
-    negative = -donors.center
-    zero = donors.zero_rows[:, block]
+    (lo, hi), runs = grouping.blocks[block], grouping.block_runs[block]
+    n_rows = len(values)
+    nothing = ~mask[:, lo:hi].any(axis=1)
     general = np.flatnonzero(~(nothing | zero))
-    if 4 * len(general) > 3 * m:
+    if 4 * len(general) > 3 * n_rows:
         return None, None
     n = len(general)
-    slot = np.empty(m, dtype=np.int64)
+    slot = np.empty(n_rows, dtype=np.int64)
     slot[general] = np.arange(n)
     slot[zero] = n
     slot[nothing] = n + 1
-    values = []
+    compact = []
     for start, stop in runs:
         part = np.zeros((n + 2, stop - start), dtype=np.float32)
-        part[:n] = donors.values[general, start:stop]
+        part[:n] = values[general, start:stop]
         part[n] = negative[start:stop]
-        values.append(part)
-    squares = np.zeros((n + 2, hi - lo), dtype=np.float32)
-    squares[:n] = donors.squares[general, lo:hi]
-    squares[n] = donors.grouping.group_squares(negative[None])[0, lo:hi]
-    mask = np.zeros((n + 2, hi - lo), dtype=np.float32)
-    mask[:n] = donors.present_f[general, lo:hi]
-    mask[n] = 1.0
-    return slot, (values, squares, mask)
+        compact.append(part)
+    compact_squares = np.zeros((n + 2, hi - lo), dtype=np.float32)
+    compact_squares[:n] = squares[general, lo:hi]
+    compact_squares[n] = grouping.group_squares(negative[None])[0, lo:hi]
+    compact_mask = np.zeros((n + 2, hi - lo), dtype=np.float32)
+    compact_mask[:n] = mask[general, lo:hi]
+    compact_mask[n] = 1.0
+    return slot, (compact, compact_squares, compact_mask)
+
+
+def _products_by_compact_block(donors, centred, observed, norms):
+    """Compute the products of :func:`_approximate_squared` by block, absent bodies compacted.
+
+    On each block, the receivers and the donors that hold an absent body there (all zeros,
+    or all missing) are one row each of the block's products (:func:`_compact_rows`); the
+    part of the distance between a receiver and a donor that both hold zeros there is
+    exactly 0. The compact products are then spread over the rows they stand for.
+
+    Returns
+    -------
+    cross, norm_sum, shared : ndarray of shape (r, m), float32
+    """
+    grouping = donors.grouping
+    negative = -donors.center
+    cross = norm_sum = shared = None
+    for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
+        donor_slot, donor_parts = _block_rows(donors, b)
+        if donor_slot is None:
+            donor_parts = ([donors.values[:, start:stop] for start, stop in runs],
+                           donors.squares[:, lo:hi], donors.present_f[:, lo:hi])
+        zero = _zero_block(centred, observed, grouping, b, negative)
+        slot, parts = _compact_rows(centred, norms, observed, zero, grouping, b, negative)
+        if slot is None:
+            parts = ([centred[:, start:stop] for start, stop in runs], norms[:, lo:hi],
+                     observed[:, lo:hi])
+        (values, squares, mask), (own, own_norms, seen) = donor_parts, parts
+        # Donors on the left: BLAS streams the donor matrix once.
+        block_cross = values[0] @ own[0].T
+        for v, w in zip(values[1:], own[1:]):
+            block_cross += v @ w.T
+        block_norm = mask @ own_norms.T
+        block_norm += squares @ seen.T
+        if grouping.size:
+            block_shared = mask @ seen.T
+        else:
+            block_shared = (mask * grouping.sizes[lo:hi].astype(np.float32)) @ seen.T
+        if slot is not None and donor_slot is not None:
+            # Zeros against zeros: that part of the distance is exactly 0, and so its error.
+            block_cross[-2, -2] = block_norm[-2, -2] = 0.0
+        # (m', r') -> (r, m): spread the compact products over the rows they stand for.
+        if donor_slot is not None:
+            block_cross, block_norm, block_shared = (
+                np.take(array, donor_slot, axis=0)
+                for array in (block_cross, block_norm, block_shared))
+        if slot is not None:
+            block_cross, block_norm, block_shared = (
+                np.take(array, slot, axis=1) for array in (block_cross, block_norm, block_shared))
+        if cross is None:
+            cross, norm_sum, shared = block_cross, block_norm, block_shared
+        else:
+            cross += block_cross
+            norm_sum += block_norm
+            shared += block_shared
+    if grouping.size:
+        shared *= np.float32(grouping.size)
+    return (np.ascontiguousarray(cross.T), np.ascontiguousarray(norm_sum.T),
+            np.ascontiguousarray(shared.T))
 
 
 def _finish_squared(cross, norm_sum, shared, n_features):
@@ -982,20 +1097,20 @@ def _prefix_by_block(donors, centred, observed, approx, row_error, pair_row, pai
                      n_neighbors):
     """:func:`_prefix_choice`, with the pairs of a block few donors observe apart.
 
-    Where :meth:`_Donors.block_terms` kept a compact copy of a block (a second body, observed
-    by a minority of the donors), only those donors can be usable for its pairs, so their
-    prefix is the nearest of those donors rather than of all (most of which would be
+    Where a minority of the donors observe anything in a block (a second body,
+    :meth:`_Donors.block_observers`), only those donors can be usable for its pairs, so
+    their prefix is the nearest of those donors rather than of all (most of which would be
     unusable, leaving the pairs to the wider search).
     """
-    parts = None if donors._blocks is None else donors._blocks[2]
-    if parts is None or all(part.rows is None for part in parts):
+    observers = None if donors.grouping.blocks is None else donors.block_observers()
+    if observers is None or all(rows is None for rows in observers):
         return _prefix_choice(donors, centred, observed, approx, row_error, pair_row,
                               pair_group, n_neighbors)
     chosen = np.full((len(pair_row), n_neighbors), -1, dtype=np.int64)
     open_pairs = []
     rest = np.ones(len(pair_row), dtype=bool)
-    for (lo, hi), part in zip(donors.grouping.blocks, parts):
-        if part.rows is None:
+    for (lo, hi), rows in zip(donors.grouping.blocks, observers):
+        if rows is None:
             continue
         inside = (pair_group >= lo) & (pair_group < hi)
         rest &= ~inside
@@ -1003,7 +1118,7 @@ def _prefix_by_block(donors, centred, observed, approx, row_error, pair_row, pai
         if pairs.size:
             chosen[pairs], todo = _prefix_choice(
                 donors, centred, observed, approx, row_error, pair_row[pairs],
-                pair_group[pairs], n_neighbors, universe=part.rows)
+                pair_group[pairs], n_neighbors, universe=rows)
             open_pairs.append(pairs[todo])
     pairs = np.flatnonzero(rest)
     if pairs.size:

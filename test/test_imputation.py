@@ -326,6 +326,50 @@ def test_a_set_imputed_from_itself_with_blocks_matches_sklearn(absent_as_missing
     assert set(compact[~second].tolist()) == {second.sum() + absent_as_missing}
 
 
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_many_windows_with_blocks_match_sklearn(dtype):
+    # The pipeline's batch path (training.impute, complete_windows): windows (absent body 0)
+    # from donor rows (absent body NaN), more than four at a time, body slots as blocks. The
+    # absent bodies of both sides are one row each of the second body's products.
+    from benchmarks.bench_imputer import synthetic_sequences
+    from iospstl_ros.imputation import (_approximate_squared, _block_rows, _centre, _Donors,
+                                        _Grouping, _zero_block)
+    from iospstl_ros.layout import WINDOW_FRAMES
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(23)
+    action = np.random.default_rng(24)
+    donors = synthetic_sequences(260, rng, action, absent_as_missing=True).astype(dtype)
+    windows = synthetic_sequences(60, rng, action).astype(dtype)
+    groups, slot = coordinate_groups(WINDOW_FRAMES), coordinate_blocks(WINDOW_FRAMES)
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(donors).transform(windows)
+    ours = nan_knn_impute(windows, donors, groups=groups, blocks=slot, chunk_size=25)
+    assert ours.dtype == dtype
+    assert np.abs(ours - reference).max() <= 1e-4
+    # The compact products stay within their error bounds (float64 sums as the oracle).
+    prepared = _Donors(donors, _Grouping(groups, donors.shape[1], slot))
+    work = prepared.grouping.to_work(windows)
+    missing = np.isnan(work)
+    observed = (~prepared.grouping.missing_groups(missing, 'w', np.arange(60))).astype(
+        np.float32)
+    centred = _centre(work, missing, prepared.center)
+    squared, error, _ = _approximate_squared(prepared, centred, observed)
+    # Both sides were compacted on the second body: most donors miss it, most windows hold 0.
+    assert _block_rows(prepared, 0)[0] is None and _block_rows(prepared, 1)[0] is not None
+    zero = _zero_block(centred, observed, prepared.grouping, 1, -prepared.center)
+    one = (windows[:, slot == 1] == 0).all(axis=1)
+    assert np.array_equal(zero, one) and 0.5 < one.mean() < 0.9
+    x, y = windows.astype(np.float64), donors.astype(np.float64)
+    for i in range(len(x)):
+        both = ~np.isnan(x[i]) & ~np.isnan(y)
+        diff = np.where(both, x[i] - np.nan_to_num(y), 0.0)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            exact = (diff ** 2).sum(axis=1) * (x.shape[1] / both.sum(axis=1))
+        finite = both.any(axis=1)
+        assert np.array_equal(np.isnan(squared[i]), ~finite)
+        assert np.all(np.abs(squared[i, finite] - exact[finite])
+                      <= error[i, finite] + 1e-6 * exact[finite])
+
+
 def test_self_products_with_blocks_stay_within_their_error_bounds():
     # Squared distances of all pairs against float64 sums over the shared features: the
     # compact second-body products (and their exact 0 between two absent bodies) must stay
