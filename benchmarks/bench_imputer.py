@@ -252,7 +252,9 @@ def full_set(options, groups):
             del train
             bank.save(os.path.join(tmp, 'bank'))
             del bank
-            bank = ClusterBank.load(os.path.join(tmp, 'bank'), mmap=True, max_cached_clusters=1)
+            # As iospstl_ros.model_dir loads a model's bank: body slots as blocks.
+            bank = ClusterBank.load(os.path.join(tmp, 'bank'), mmap=True, max_cached_clusters=1,
+                                    blocks=coordinate_blocks(WINDOW_FRAMES))
             build = time.perf_counter() - start
             unfilled = {}
             times = {}
