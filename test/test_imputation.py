@@ -145,6 +145,37 @@ def test_uneven_shuffled_groups_and_both_paths_match_sklearn():
             assert np.abs(ours - reference).max() <= 1e-4
 
 
+def test_uneven_groups_with_blocks_match_sklearn():
+    # Groups of different sizes in two blocks; in the second block most rows are all zeros
+    # (some of them NaN instead in the donors), so both the symmetric and the batch products
+    # compact it. Set from itself, batch of windows, one window: scikit-learn's values.
+    from sklearn.impute import KNNImputer
+    rng = np.random.default_rng(25)
+    sizes = rng.integers(1, 4, 120)
+    groups = np.repeat(np.arange(120), sizes)
+    blocks = (groups >= 60).astype(np.int64)
+    rows = rng.normal(0, 0.2, (240, len(groups))) + rng.normal(1, 0.5, (240, 1))
+    absent = rng.random(240) < 0.7
+    rows[np.ix_(absent, blocks == 1)] = 0.0
+    hidden = rng.random((240, 120)) < 0.15
+    hidden[np.ix_(absent, np.arange(60, 120))] = False
+    rows[hidden[:, groups]] = nan
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(rows).transform(rows)
+    ours = nan_knn_impute(rows, rows, groups=groups, blocks=blocks)
+    assert np.abs(ours - reference).max() <= 1e-4
+    from iospstl_ros.imputation import _block_rows, _Donors, _Grouping
+    prepared = _Donors(rows, _Grouping(groups, len(groups), blocks))
+    assert prepared.grouping.size == 0 and prepared.zero_rows[:, 1].sum() == absent.sum()
+    assert _block_rows(prepared, 1)[0] is not None
+    donors = np.where(absent[:, None] & (blocks == 1)[None], nan, rows)[:200]
+    reference = KNNImputer(n_neighbors=5, weights='distance').fit(donors).transform(rows[200:])
+    batch = nan_knn_impute(rows[200:], donors, groups=groups, blocks=blocks, chunk_size=17)
+    single = np.concatenate([nan_knn_impute(row[None], donors, groups=groups, blocks=blocks)
+                             for row in rows[200:]])
+    assert np.abs(batch - reference).max() <= 1e-4
+    assert np.abs(single - reference).max() <= 1e-4
+
+
 def test_equal_groups_side_by_side_match_sklearn():
     # x, y, z of a joint adjacent (not the (C, T, V, M) layout): the work order is a permutation.
     rng = np.random.default_rng(7)
