@@ -772,37 +772,17 @@ def _approximate_squared_self(donors):
             shared = (present * grouping.sizes.astype(np.float32)) @ present.T
         cross = values @ values.T
     else:
-        cross = norm_a = shared = None
-        for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
+        totals = None
+        for b in range(len(grouping.blocks)):
             slot, parts = _block_rows(donors, b)
-            if slot is None:
-                rows_v = [values[:, start:stop] for start, stop in runs]
-                rows_s, rows_p = donors.squares[:, lo:hi], present[:, lo:hi]
-            else:
-                rows_v, rows_s, rows_p = parts
-            block_cross = rows_v[0] @ rows_v[0].T
-            for v in rows_v[1:]:
-                block_cross += v @ v.T
-            block_norm = rows_s @ rows_p.T
-            if grouping.size:
-                block_shared = rows_p @ rows_p.T
-            else:
-                block_shared = (rows_p * grouping.sizes[lo:hi].astype(np.float32)) @ rows_p.T
+            # One side of the norm term: the other is its transpose.
+            block = _block_products(parts, parts, grouping, b, both_norms=False)
             if slot is not None:
                 # Two rows of the same absent body are equal on the block: their part of the
                 # squared distance is exactly 0, and adds nothing to its error either.
-                same = len(block_cross) - 2
-                block_cross[same, same] = block_norm[same, same] = 0.0
-                # Spread the compact products over the pairs of rows they stand for.
-                block_cross, block_norm, block_shared = (
-                    np.take(np.take(block, slot, axis=0), slot, axis=1)
-                    for block in (block_cross, block_norm, block_shared))
-            if cross is None:
-                cross, norm_a, shared = block_cross, block_norm, block_shared
-            else:
-                cross += block_cross
-                norm_a += block_norm
-                shared += block_shared
+                block[0][-2, -2] = block[1][-2, -2] = 0.0
+            totals = _add_block(totals, _spread(block, slot, slot))
+        cross, norm_a, shared = totals
         if grouping.size:
             shared *= np.float32(grouping.size)
     squared, error, scale = _finish_squared(cross, norm_a + norm_a.T, shared,
@@ -872,17 +852,18 @@ def _compact_rows(values, squares, mask, zero, grouping, block, negative):
     slot : ndarray of shape (n,), int64, or None
         Row of the compact arrays that stands for each row (``k`` the general rows, then
         ``k`` the zeros, ``k + 1`` the rows that observe nothing); None where compacting saves
-        too little (then ``parts`` is None).
-    parts : tuple or None
-        ``(values, squares, mask)``: a list of the compact values on each of the block's runs,
-        and the compact squares and mask on its groups.
+        too little.
+    parts : tuple
+        ``(values, squares, mask)``: a list of the values on each of the block's runs, and the
+        squares and mask on its groups; compact, or views of all rows where ``slot`` is None.
     """
     (lo, hi), runs = grouping.blocks[block], grouping.block_runs[block]
     n_rows = len(values)
     nothing = ~mask[:, lo:hi].any(axis=1)
     general = np.flatnonzero(~(nothing | zero))
     if 4 * len(general) > 3 * n_rows:
-        return None, None
+        return None, ([values[:, start:stop] for start, stop in runs], squares[:, lo:hi],
+                      mask[:, lo:hi])
     n = len(general)
     slot = np.empty(n_rows, dtype=np.int64)
     slot[general] = np.arange(n)
@@ -917,49 +898,73 @@ def _products_by_compact_block(donors, centred, observed, norms):
     """
     grouping = donors.grouping
     negative = -donors.center
-    cross = norm_sum = shared = None
-    for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
+    totals = None
+    for b in range(len(grouping.blocks)):
         donor_slot, donor_parts = _block_rows(donors, b)
-        if donor_slot is None:
-            donor_parts = ([donors.values[:, start:stop] for start, stop in runs],
-                           donors.squares[:, lo:hi], donors.present_f[:, lo:hi])
         zero = _zero_block(centred, observed, grouping, b, negative)
         slot, parts = _compact_rows(centred, norms, observed, zero, grouping, b, negative)
-        if slot is None:
-            parts = ([centred[:, start:stop] for start, stop in runs], norms[:, lo:hi],
-                     observed[:, lo:hi])
-        (values, squares, mask), (own, own_norms, seen) = donor_parts, parts
         # Donors on the left: BLAS streams the donor matrix once.
-        block_cross = values[0] @ own[0].T
-        for v, w in zip(values[1:], own[1:]):
-            block_cross += v @ w.T
-        block_norm = mask @ own_norms.T
-        block_norm += squares @ seen.T
-        if grouping.size:
-            block_shared = mask @ seen.T
-        else:
-            block_shared = (mask * grouping.sizes[lo:hi].astype(np.float32)) @ seen.T
+        block = _block_products(donor_parts, parts, grouping, b, both_norms=True)
         if slot is not None and donor_slot is not None:
             # Zeros against zeros: that part of the distance is exactly 0, and so its error.
-            block_cross[-2, -2] = block_norm[-2, -2] = 0.0
-        # (m', r') -> (r, m): spread the compact products over the rows they stand for.
-        if donor_slot is not None:
-            block_cross, block_norm, block_shared = (
-                np.take(array, donor_slot, axis=0)
-                for array in (block_cross, block_norm, block_shared))
-        if slot is not None:
-            block_cross, block_norm, block_shared = (
-                np.take(array, slot, axis=1) for array in (block_cross, block_norm, block_shared))
-        if cross is None:
-            cross, norm_sum, shared = block_cross, block_norm, block_shared
-        else:
-            cross += block_cross
-            norm_sum += block_norm
-            shared += block_shared
+            block[0][-2, -2] = block[1][-2, -2] = 0.0
+        # (m', r') -> (m, r): spread the compact products over the rows they stand for.
+        totals = _add_block(totals, _spread(block, donor_slot, slot))
+    cross, norm_sum, shared = totals
     if grouping.size:
         shared *= np.float32(grouping.size)
     return (np.ascontiguousarray(cross.T), np.ascontiguousarray(norm_sum.T),
             np.ascontiguousarray(shared.T))
+
+
+def _block_products(left, right, grouping, block, both_norms):
+    """Products of one block between two sets of rows, as :func:`_compact_rows` gives them.
+
+    Parameters
+    ----------
+    left, right : tuple
+        ``(values, squares, mask)``: the values on each of the block's runs (a list), the
+        group squares and the observed mask on its groups (float32), compact or not.
+    grouping : _Grouping
+    block : int
+    both_norms : bool
+        The norm term with both sides (``squares_l @ mask_r.T + mask_l @ squares_r.T``), or
+        only the first (symmetric products add the transpose).
+
+    Returns
+    -------
+    cross, norm, shared : ndarray of shape (len(left), len(right)), float32
+        ``shared`` counts groups (times the group sizes where those differ).
+    """
+    (values, squares, mask), (own, own_squares, seen) = left, right
+    cross = values[0] @ own[0].T
+    for v, w in zip(values[1:], own[1:]):
+        cross += v @ w.T
+    norm = squares @ seen.T
+    if both_norms:
+        norm += mask @ own_squares.T
+    if not grouping.size:
+        lo, hi = grouping.blocks[block]
+        mask = mask * grouping.sizes[lo:hi].astype(np.float32)
+    return [cross, norm, mask @ seen.T]
+
+
+def _spread(arrays, rows, columns):
+    """Spread compact products over the rows and columns they stand for (None: as they are)."""
+    if rows is not None:
+        arrays = [np.take(array, rows, axis=0) for array in arrays]
+    if columns is not None:
+        arrays = [np.take(array, columns, axis=1) for array in arrays]
+    return arrays
+
+
+def _add_block(totals, block):
+    """Add one block's products to the running ``totals`` (None before the first)."""
+    if totals is None:
+        return block
+    for total, part in zip(totals, block):
+        total += part
+    return totals
 
 
 def _finish_squared(cross, norm_sum, shared, n_features):
