@@ -292,6 +292,25 @@ def full_set(options, groups):
               f'peak anonymous memory {anonymous.peak / 2 ** 30:.2f} GiB')
 
 
+def cpu_times():
+    """Read the machine's CPU time counters (Linux ``/proc/stat``); None elsewhere."""
+    try:
+        with open('/proc/stat') as f:
+            return [int(value) for value in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(before, after):
+    """Share of the machine's CPU time between two :func:`cpu_times` that the host took.
+
+    A virtual machine's "steal" counter: time its CPUs were ready to run but the host ran
+    something else; where it is high, latencies measured meanwhile say more about the host.
+    """
+    spent = [b - a for a, b in zip(before, after)]
+    return spent[7] / max(sum(spent), 1) if len(spent) > 7 else 0.0
+
+
 def timings_ms(function, repeats):
     """Wall times of ``function()`` in milliseconds (after one warm-up call)."""
     function()
@@ -356,14 +375,18 @@ def online(options, groups):
         variants.insert(1, (bank, 'one', 1, '1 BLAS thread'))
     repeats = options.online_repeats // len(windows) + 1
     times = {name: [] for _, name, _, _ in variants}
+    before = cpu_times()
     for _ in range(repeats):
         for target, name, limit, _ in variants:
             state['i'] = 0
             with threadpool_limits(limit) if limit else contextlib.nullcontext():
                 times[name].append(timings_ms(lambda: one_window(target), len(windows) - 1))
+    after = cpu_times()
     order = np.roll(np.arange(len(windows)), -1)[:len(windows) - 1]
     print(f'    BLAS threads: {options.blas_threads or threads}'
-          + (' (and 1, same windows, same passes)' if len(variants) > 2 else ''))
+          + (' (and 1, same windows, same passes)' if len(variants) > 2 else '')
+          + (f'; CPU time stolen by the host meanwhile: {steal_share(before, after):.1%}'
+             if before and after else ''))
     for _, name, _, label in variants:
         all_times = np.concatenate(times[name])
         one = np.concatenate([t[~second[order]] for t in times[name]])
