@@ -201,11 +201,12 @@ def one_cluster(options, groups):
     donors = synthetic_sequences(options.cluster_size, np.random.default_rng(options.seed),
                                  absent_as_missing=True)
     windows = np.where(np.isnan(donors) & ~np.isnan(rows), 0.0, donors)
-    pipeline_times = [timed(lambda: nan_knn_impute(windows, donors, **layout))[0]
-                      for _ in range(options.repeats)]
+    pipeline_times = []
+    for _ in range(options.repeats):
+        elapsed, filled = timed(lambda: nan_knn_impute(windows, donors, **layout))
+        pipeline_times.append(elapsed)
     elapsed, pipeline_reference = timed(lambda: KNNImputer(
         n_neighbors=5, weights='distance').fit(donors).transform(windows))
-    filled = nan_knn_impute(windows, donors, **layout)
     print('    the pipeline pass (windows with an absent body as 0 from donor rows with it as '
           f'NaN): ours {min(pipeline_times):.3f} s (best of {options.repeats}), sklearn '
           f'{elapsed:.3f} s: {elapsed / min(pipeline_times):.0f}x; max |ours - sklearn| = '
@@ -253,8 +254,9 @@ def full_set(options, groups):
             bank.save(os.path.join(tmp, 'bank'))
             del bank
             # As iospstl_ros.model_dir loads a model's bank: body slots as blocks.
+            blocks = coordinate_blocks(WINDOW_FRAMES)
             bank = ClusterBank.load(os.path.join(tmp, 'bank'), mmap=True, max_cached_clusters=1,
-                                    blocks=coordinate_blocks(WINDOW_FRAMES))
+                                    blocks=blocks)
             build = time.perf_counter() - start
             unfilled = {}
             times = {}
@@ -271,9 +273,8 @@ def full_set(options, groups):
                     del data
                     if part == 'train':
                         # The reference: the cluster's float32 rows imputed from themselves.
-                        filled, missed = nan_knn_impute(
-                            rows, rows, groups=groups, blocks=coordinate_blocks(WINDOW_FRAMES),
-                            return_unfilled=True)
+                        filled, missed = nan_knn_impute(rows, rows, groups=groups,
+                                                        blocks=blocks, return_unfilled=True)
                     else:
                         filled, missed = bank.impute(rows, np.full(len(index), cluster))
                     out = np.load(out_path, mmap_mode='r+')
