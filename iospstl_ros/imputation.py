@@ -1049,8 +1049,9 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
     if maybe_zero[0].size:
         _refine(donors, centred, observed, scale, squared, error, *maybe_zero)
     row_error = np.where(finite, error, 0.0).max(axis=1, initial=0.0)
-    chosen, todo = _prefix_by_block(donors, centred, observed, approx, row_error, pair_row,
-                                    pair_group, n_neighbors)
+    observers = None if donors.grouping.blocks is None else donors.block_observers()
+    chosen, todo = _prefix_choice(donors, centred, observed, approx, row_error, pair_row,
+                                  pair_group, n_neighbors, observers=observers)
     # Few pairs (one window online): look at more candidates at once, saving rounds.
     width = max(FIRST_CANDIDATES, 2 * n_neighbors, _WIDTH_BUDGET // max(len(todo), 1))
     width = min(m, width, 64)
@@ -1098,42 +1099,6 @@ def _select_donors(donors, centred, observed, pair_row, pair_group, n_neighbors,
     return chosen, approx
 
 
-def _prefix_by_block(donors, centred, observed, approx, row_error, pair_row, pair_group,
-                     n_neighbors):
-    """:func:`_prefix_choice`, with the pairs of a block few donors observe apart.
-
-    Where a minority of the donors observe anything in a block (a second body,
-    :meth:`_Donors.block_observers`), only those donors can be usable for its pairs, so
-    their prefix is the nearest of those donors rather than of all (most of which would be
-    unusable, leaving the pairs to the wider search).
-    """
-    observers = None if donors.grouping.blocks is None else donors.block_observers()
-    if observers is None or all(rows is None for rows in observers):
-        return _prefix_choice(donors, centred, observed, approx, row_error, pair_row,
-                              pair_group, n_neighbors)
-    chosen = np.full((len(pair_row), n_neighbors), -1, dtype=np.int64)
-    open_pairs = []
-    rest = np.ones(len(pair_row), dtype=bool)
-    for (lo, hi), rows in zip(donors.grouping.blocks, observers):
-        if rows is None:
-            continue
-        inside = (pair_group >= lo) & (pair_group < hi)
-        rest &= ~inside
-        pairs = np.flatnonzero(inside)
-        if pairs.size:
-            chosen[pairs], todo = _prefix_choice(
-                donors, centred, observed, approx, row_error, pair_row[pairs],
-                pair_group[pairs], n_neighbors, universe=rows)
-            open_pairs.append(pairs[todo])
-    pairs = np.flatnonzero(rest)
-    if pairs.size:
-        chosen[pairs], todo = _prefix_choice(donors, centred, observed, approx, row_error,
-                                             pair_row[pairs], pair_group[pairs], n_neighbors)
-        open_pairs.append(pairs[todo])
-    todo = np.sort(np.concatenate(open_pairs)) if open_pairs else np.zeros(0, dtype=np.int64)
-    return chosen, todo
-
-
 def _observers(donors, groups):
     """Find the donors that observe any of ``groups``, if at most half of them do.
 
@@ -1156,12 +1121,13 @@ def _observers(donors, groups):
 
 
 def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_group,
-                   n_neighbors, refine=True, universe=None):
+                   n_neighbors, refine=True, observers=None):
     """Settle most pairs from the nearest ``PREFIX_CANDIDATES`` donors of their receiver.
 
     Each receiver's nearest candidates are sorted once. A pair takes the first
-    ``n_neighbors`` candidates that observe its group (found eight candidates at a time, for
-    the pairs still short of them); the choice is sure when every candidate up to the last
+    ``n_neighbors`` candidates that observe its group (for a few receivers, from one word of
+    candidate bits per pair; for many, sixteen candidates at a time, for the pairs still short
+    of them); the choice is sure when every candidate up to the last
     one taken is nearer, error bounds included, than every candidate after it and every donor
     past the prefix. Where a cut is unsure, the distances whose error bars straddle it are
     recomputed (:func:`_refine`) and those pairs are tried once more; pairs still open are
@@ -1181,9 +1147,12 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     n_neighbors : int
     refine : bool
         Recompute the distances at unsure cuts and try those pairs again.
-    universe : ndarray of int64, optional
-        The only donors that can be usable for these pairs (ascending; the donors observing
-        something in the pairs' block): the prefix is their nearest.
+    observers : list of (ndarray of int64 or None), optional
+        :meth:`_Donors.block_observers`. Where a minority of the donors observe anything in
+        a block (a second body), only those can be usable for the block's pairs, so their
+        prefix is the nearest of those donors rather than of all (most of which would be
+        unusable, leaving the pairs to the wider search): such pairs get a prefix row of
+        their own, the receiver's distances with the other donors undefined.
 
     Returns
     -------
@@ -1194,25 +1163,38 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     """
     squared, error, scale = approx
     r, m = squared.shape
-    n_candidates = m if universe is None else len(universe)
-    width = min(n_candidates, PREFIX_CANDIDATES)
+    width = min(m, PREFIX_CANDIDATES)
     n_pairs = len(pair_row)
     if n_neighbors > width // 2 or not n_pairs:
         return np.full((n_pairs, n_neighbors), -1, dtype=np.int64), np.arange(n_pairs)
-    needed = np.zeros(r, dtype=bool)
-    needed[pair_row] = True
+    # Prefix rows: one per receiver, and one per receiver and minority block it has pairs in.
+    kinds, kind = 1, None
+    if observers is not None and any(rows is not None for rows in observers):
+        kinds = len(observers) + 1
+        kind = np.zeros(n_pairs, dtype=np.int64)
+        for b, ((lo, hi), rows) in enumerate(zip(donors.grouping.blocks, observers)):
+            if rows is not None:
+                kind[(pair_group >= lo) & (pair_group < hi)] = b + 1
+    key = pair_row if kind is None else pair_row * kinds + kind
+    needed = np.zeros(r * kinds, dtype=bool)
+    needed[key] = True
     rows = np.flatnonzero(needed)
-    if len(rows) == r:
+    receiver = rows // kinds
+    if len(rows) == r and kinds == 1:
         near, errors, row_of = squared, error, pair_row
     else:
-        slot_of_row = np.zeros(r, dtype=np.int64)
+        slot_of_row = np.zeros(r * kinds, dtype=np.int64)
         slot_of_row[rows] = np.arange(len(rows))
-        near, errors, row_of = squared[rows], error[rows], slot_of_row[pair_row]
-    if universe is not None:
-        near, errors = near[:, universe], errors[:, universe]
-    if width < n_candidates:
+        near, errors, row_of = squared[receiver], error[receiver], slot_of_row[key]
+        for b, block_rows in enumerate(observers or ()):
+            inside = rows % kinds == b + 1
+            if block_rows is not None and inside.any():
+                others = np.ones(m, dtype=bool)
+                others[block_rows] = False
+                near[np.outer(inside, others)] = np.nan
+    if width < m:
         order = _smallest(near, width + 1)
-        beyond = np.take_along_axis(near, order[:, width:], axis=1)[:, 0] - row_error[rows]
+        beyond = np.take_along_axis(near, order[:, width:], axis=1)[:, 0] - row_error[receiver]
         beyond[np.isnan(beyond)] = np.inf
         order = np.ascontiguousarray(order[:, :width])
     else:
@@ -1220,8 +1202,6 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
         beyond = np.full(len(rows), np.inf, dtype=np.float32)
     value = np.take_along_axis(near, order, axis=1)
     bound = np.take_along_axis(errors, order, axis=1)
-    if universe is not None:
-        order = universe[order]                                 # positions -> donor rows
     finite = ~np.isnan(value)
     # Cut after candidate k: reach[k] (farthest the first k + 1 can be) must stay below
     # after[k] (nearest any other donor can be).
@@ -1236,13 +1216,12 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     # Donor m observes nothing: candidates at an undefined distance are never usable.
     lookup = np.where(finite, order, m)
     if len(rows) <= _FEW_RECEIVERS and width <= 64:
-        # A few receivers: one word per group holds which of the candidates observe it.
+        # A few receivers (online): one word per pair holds which candidates observe its group.
         slots = np.empty((n_pairs, n_neighbors), dtype=np.int64)
-        lo, hi = int(pair_group.min()), int(pair_group.max()) + 1     # the groups needed
         for i in range(len(rows)):
             pairs = slice(None) if len(rows) == 1 else np.flatnonzero(row_of == i)
-            words = _candidate_words(donors.present[:, lo:hi], order[i], finite[i])
-            slots[pairs] = _first_bits(np.take(words, pair_group[pairs] - lo), n_neighbors)
+            words = _candidate_words(donors.present, order[i], finite[i], pair_group[pairs])
+            slots[pairs] = _first_bits(words, n_neighbors)
     elif n_pairs * width <= _GATHER_WHOLE:
         index = np.take(lookup, row_of, axis=0)
         index += (pair_group * (m + 1))[:, None]
@@ -1272,11 +1251,11 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
                     lower[row] <= reach[row, cut][:, None])
     zone &= bound[row] > 0
     unit, position = np.nonzero(zone)
-    key = np.unique(rows[row[unit]] * m + order[row[unit], position])
+    key = np.unique(receiver[row[unit]] * m + order[row[unit], position])
     _refine(donors, centred, observed, scale, squared, error, key // m, key % m)
     again, left = _prefix_choice(donors, centred, observed, approx, row_error,
                                  pair_row[unsure], pair_group[unsure], n_neighbors, False,
-                                 universe)
+                                 observers)
     chosen[unsure] = again
     left_open = np.zeros(n_pairs, dtype=bool)
     left_open[todo] = True
@@ -1308,7 +1287,7 @@ def _first_bits(words, n_neighbors):
     return slots.T
 
 
-def _candidate_words(present, candidates, usable):
+def _candidate_words(present, candidates, usable, groups):
     """One uint64 per group: bit k set where candidate k observes the group and is usable.
 
     Parameters
@@ -1317,16 +1296,19 @@ def _candidate_words(present, candidates, usable):
     candidates : ndarray of shape (W,), int, W <= 64
     usable : ndarray of shape (W,), bool
         False for candidates that are never usable (an undefined distance).
+    groups : ndarray of shape (P,), int
+        The groups asked about.
 
     Returns
     -------
-    words : ndarray of shape (G,), uint64
+    words : ndarray of shape (P,), uint64
     """
-    rows = np.take(present, candidates, axis=0)
-    rows[~usable] = False
-    by_group = np.zeros((present.shape[1], 64), dtype=bool)
-    by_group[:, :len(candidates)] = rows.T          # packing along contiguous rows is fast
-    return np.packbits(by_group, axis=1, bitorder='little').view('<u8')[:, 0]
+    rows = np.zeros((64, len(groups)), dtype=bool)
+    # Whole candidate rows are copied first (contiguous), then the groups picked from them.
+    rows[:len(candidates)] = np.take(present, candidates, axis=0)[:, groups]
+    rows[:len(candidates)][~usable] = False
+    packed = np.packbits(rows, axis=0, bitorder='little')          # (8, P): byte j, bits 8j..
+    return np.ascontiguousarray(packed.T).view('<u8')[:, 0]
 
 
 def _first_usable(usable, n_neighbors):
