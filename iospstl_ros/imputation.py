@@ -1217,11 +1217,15 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     lookup = np.where(finite, order, m)
     if len(rows) <= _FEW_RECEIVERS and width <= 64:
         # A few receivers (online): one word per pair holds which candidates observe its group.
-        slots = np.empty((n_pairs, n_neighbors), dtype=np.int64)
-        for i in range(len(rows)):
-            pairs = slice(None) if len(rows) == 1 else np.flatnonzero(row_of == i)
-            words = _candidate_words(donors.present, order[i], finite[i], pair_group[pairs])
-            slots[pairs] = _first_bits(words, n_neighbors)
+        if len(rows) == 1:
+            words = _candidate_words(donors.present, order[0], finite[0], pair_group)
+        else:
+            words = np.empty(n_pairs, dtype=np.uint64)
+            for i in range(len(rows)):
+                pairs = np.flatnonzero(row_of == i)
+                words[pairs] = _candidate_words(donors.present, order[i], finite[i],
+                                                pair_group[pairs])
+        slots = _first_bits(words, n_neighbors)
     elif n_pairs * width <= _GATHER_WHOLE:
         index = np.take(lookup, row_of, axis=0)
         index += (pair_group * (m + 1))[:, None]
