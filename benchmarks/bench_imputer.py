@@ -312,6 +312,18 @@ def steal_share(before, after):
     return spent[7] / max(sum(spent), 1) if len(spent) > 7 else 0.0
 
 
+def read_speed_gbs(size_mib=256, repeats=3):
+    """Memory read speed of this machine now: summing a ``size_mib`` float32 array, GB/s.
+
+    Online latency follows memory bandwidth (a window reads its cluster's arrays, about
+    13 MB, from memory), and on a shared host the bandwidth left to this machine swings;
+    printed next to the latencies it says how busy the host was meanwhile.
+    """
+    data = np.ones(size_mib * 2 ** 18, dtype=np.float32)
+    best = min(timings_ms(data.sum, repeats)) / 1e3
+    return data.nbytes / best / 1e9
+
+
 def timings_ms(function, repeats):
     """Wall times of ``function()`` in milliseconds (after one warm-up call)."""
     function()
@@ -376,6 +388,7 @@ def online(options, groups):
         variants.insert(1, (bank, 'one', 1, '1 BLAS thread'))
     repeats = options.online_repeats // len(windows) + 1
     times = {name: [] for _, name, _, _ in variants}
+    speed = [read_speed_gbs()]
     before = cpu_times()
     for _ in range(repeats):
         for target, name, limit, _ in variants:
@@ -383,11 +396,13 @@ def online(options, groups):
             with threadpool_limits(limit) if limit else contextlib.nullcontext():
                 times[name].append(timings_ms(lambda: one_window(target), len(windows) - 1))
     after = cpu_times()
+    speed.append(read_speed_gbs())
     order = np.roll(np.arange(len(windows)), -1)[:len(windows) - 1]
     print(f'    BLAS threads: {options.blas_threads or threads}'
           + (' (and 1, same windows, same passes)' if len(variants) > 2 else '')
           + (f'; CPU time stolen by the host meanwhile: {steal_share(before, after):.1%}'
-             if before and after else ''))
+             if before and after else '')
+          + f'; memory read speed before / after: {speed[0]:.1f} / {speed[1]:.1f} GB/s')
     for _, name, _, label in variants:
         all_times = np.concatenate(times[name])
         one = np.concatenate([t[~second[order]] for t in times[name]])

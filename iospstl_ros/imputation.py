@@ -1121,17 +1121,16 @@ def _observers(donors, groups):
 
 
 def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_group,
-                   n_neighbors, refine=True, observers=None):
+                   n_neighbors, observers=None):
     """Settle most pairs from the nearest ``PREFIX_CANDIDATES`` donors of their receiver.
 
     Each receiver's nearest candidates are sorted once. A pair takes the first
-    ``n_neighbors`` candidates that observe its group (for a few receivers, from one word of
-    candidate bits per pair; for many, sixteen candidates at a time, for the pairs still short
-    of them); the choice is sure when every candidate up to the last
-    one taken is nearer, error bounds included, than every candidate after it and every donor
-    past the prefix. Where a cut is unsure, the distances whose error bars straddle it are
-    recomputed (:func:`_refine`) and those pairs are tried once more; pairs still open are
-    left to the general search of :func:`_select_donors`.
+    ``n_neighbors`` candidates that observe its group (:func:`_cut`); the choice is sure when
+    every candidate up to the last one taken is nearer, error bounds included, than every
+    candidate after it and every donor past the prefix. Where a cut is unsure, the distances
+    whose error bars straddle it are recomputed (:func:`_refine`), the candidates sorted
+    again and those pairs cut once more; pairs still open are left to the general search of
+    :func:`_select_donors`.
 
     Parameters
     ----------
@@ -1145,8 +1144,6 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
         Largest finite error bound of each receiver.
     pair_row, pair_group : ndarray of shape (P,), int64
     n_neighbors : int
-    refine : bool
-        Recompute the distances at unsure cuts and try those pairs again.
     observers : list of (ndarray of int64 or None), optional
         :meth:`_Donors.block_observers`. Where a minority of the donors observe anything in
         a block (a second body), only those can be usable for the block's pairs, so their
@@ -1202,6 +1199,67 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
         beyond = np.full(len(rows), np.inf, dtype=np.float32)
     value = np.take_along_axis(near, order, axis=1)
     bound = np.take_along_axis(errors, order, axis=1)
+    chosen, settled, short, last, limits = _cut(donors, order, value, bound, beyond, row_of,
+                                                pair_group, n_neighbors)
+    todo = np.flatnonzero(~settled)
+    unsure = todo[~short[todo]]
+    if not unsure.size:
+        return chosen, todo
+    # Recompute the candidates whose error bars straddle an unsure cut, then cut again. The
+    # candidates stay: a recomputed one may move within them, and ``beyond`` still bounds
+    # every other donor. They are sorted again by value, then donor row.
+    upper, lower, reach, after = limits
+    row, cut = row_of[unsure], last[unsure]
+    slot = np.arange(width)
+    zone = np.where(slot <= cut[:, None], upper[row] >= after[row, cut][:, None],
+                    lower[row] <= reach[row, cut][:, None])
+    zone &= bound[row] > 0
+    unit, position = np.nonzero(zone)
+    key = np.unique(receiver[row[unit]] * m + order[row[unit], position])
+    _refine(donors, centred, observed, scale, squared, error, key // m, key % m)
+    finite = ~np.isnan(value)
+    value = np.where(finite, squared[receiver[:, None], order], np.float32(np.nan))
+    resort = np.lexsort((order, value))
+    order = np.take_along_axis(order, resort, axis=1)
+    value = np.take_along_axis(value, resort, axis=1)
+    bound = error[receiver[:, None], order]
+    again, settled, _, _, _ = _cut(donors, order, value, bound, beyond, row_of[unsure],
+                                   pair_group[unsure], n_neighbors)
+    chosen[unsure] = again
+    return chosen, np.sort(np.concatenate([todo[short[todo]], unsure[~settled]]))
+
+
+def _cut(donors, order, value, bound, beyond, row_of, pair_group, n_neighbors):
+    """Choose each pair's donors among its prefix row's candidates, and tell if it is sure.
+
+    Parameters
+    ----------
+    donors : _Donors
+    order : ndarray of shape (R, W), int64
+        Candidates of each prefix row, by value then donor row.
+    value, bound : ndarray of shape (R, W), float32
+        Their squared distances (NaN: never usable) and error bounds.
+    beyond : ndarray of shape (R,), float32
+        Lower bound of every donor that is not a candidate (inf if none is finite).
+    row_of, pair_group : ndarray of shape (P,), int64
+        Prefix row and group of each pair.
+    n_neighbors : int
+
+    Returns
+    -------
+    chosen : ndarray of shape (P, n_neighbors), int64
+        Donor rows of the settled pairs, nearest first, -1 padded; all -1 for the others.
+    settled, short : ndarray of shape (P,), bool
+        The choice is sure; the pair has fewer than ``n_neighbors`` usable candidates.
+    last : ndarray of shape (P,), int64
+        Slot of the last candidate taken (-1 if short).
+    limits : tuple of ndarray of shape (R, W)
+        ``upper, lower, reach, after``: each candidate's value plus / minus its bound, the
+        largest upper bound up to it and the smallest lower bound of every donor after it.
+    """
+    m = donors.present_t.shape[1] - 1
+    width = order.shape[1]
+    n_pairs = len(row_of)
     finite = ~np.isnan(value)
     # Cut after candidate k: reach[k] (farthest the first k + 1 can be) must stay below
     # after[k] (nearest any other donor can be).
@@ -1213,25 +1271,28 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     np.minimum.accumulate(lower[:, :0:-1], axis=1, out=after[:, -2::-1])
     np.minimum(after[:, :-1], beyond[:, None], out=after[:, :-1])
     sure = reach < after
-    # Donor m observes nothing: candidates at an undefined distance are never usable.
-    lookup = np.where(finite, order, m)
-    if len(rows) <= _FEW_RECEIVERS and width <= 64:
+    if len(order) <= _FEW_RECEIVERS and width <= 64:
         # A few receivers (online): one word per pair holds which candidates observe its group.
-        if len(rows) == 1:
+        # Many: sixteen candidates at a time, for the pairs still short of usable ones.
+        if len(order) == 1:
             words = _candidate_words(donors.present, order[0], finite[0], pair_group)
         else:
-            words = np.empty(n_pairs, dtype=np.uint64)
-            for i in range(len(rows)):
+            words = np.zeros(n_pairs, dtype=np.uint64)
+            for i in range(len(order)):
                 pairs = np.flatnonzero(row_of == i)
-                words[pairs] = _candidate_words(donors.present, order[i], finite[i],
-                                                pair_group[pairs])
+                if pairs.size:
+                    words[pairs] = _candidate_words(donors.present, order[i], finite[i],
+                                                    pair_group[pairs])
         slots = _first_bits(words, n_neighbors)
-    elif n_pairs * width <= _GATHER_WHOLE:
-        index = np.take(lookup, row_of, axis=0)
-        index += (pair_group * (m + 1))[:, None]
-        slots = _first_usable(np.take(donors.present_t.reshape(-1), index), n_neighbors)
     else:
-        slots = _first_usable_in_steps(donors, lookup, row_of, pair_group, n_neighbors)
+        # Donor m observes nothing: candidates at an undefined distance are never usable.
+        lookup = np.where(finite, order, m)
+        if n_pairs * width <= _GATHER_WHOLE:
+            index = np.take(lookup, row_of, axis=0)
+            index += (pair_group * (m + 1))[:, None]
+            slots = _first_usable(np.take(donors.present_t.reshape(-1), index), n_neighbors)
+        else:
+            slots = _first_usable_in_steps(donors, lookup, row_of, pair_group, n_neighbors)
     last = slots[:, -1].copy()
     short = last < 0
     settled = np.take(sure, row_of * width + np.maximum(last, 0))
@@ -1244,28 +1305,7 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
     slots += (row_of * (width + 1))[:, None]
     chosen = np.take(padded, slots)
     chosen[~settled] = -1
-    todo = np.flatnonzero(~settled)
-    unsure = todo[~short[todo]]
-    if not (refine and unsure.size):
-        return chosen, todo
-    # Recompute the candidates whose error bars straddle an unsure cut, then try again.
-    row, cut = row_of[unsure], last[unsure]
-    slot = np.arange(width)
-    zone = np.where(slot <= cut[:, None], upper[row] >= after[row, cut][:, None],
-                    lower[row] <= reach[row, cut][:, None])
-    zone &= bound[row] > 0
-    unit, position = np.nonzero(zone)
-    key = np.unique(receiver[row[unit]] * m + order[row[unit], position])
-    _refine(donors, centred, observed, scale, squared, error, key // m, key % m)
-    again, left = _prefix_choice(donors, centred, observed, approx, row_error,
-                                 pair_row[unsure], pair_group[unsure], n_neighbors, False,
-                                 observers)
-    chosen[unsure] = again
-    left_open = np.zeros(n_pairs, dtype=bool)
-    left_open[todo] = True
-    left_open[unsure] = False
-    left_open[unsure[left]] = True
-    return chosen, np.flatnonzero(left_open)
+    return chosen, settled, short, last, (upper, lower, reach, after)
 
 
 def _first_bits(words, n_neighbors):
