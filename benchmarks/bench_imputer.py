@@ -19,7 +19,9 @@ for a stretch of frames, plus a few random joints):
     fitted on that cluster, and the same window against the whole bank. As in a model's bank,
     the donors hold an absent second body as NaN and the windows as 0, and the bank has the
     body slots as blocks (``iospstl_ros.model_dir`` loads it so); the same bank without
-    blocks is timed in the same run, window by window::
+    blocks is timed in the same run, window by window. Next to the latencies it prints the
+    CPU time the host took from this machine and its memory read speed before and after the
+    timed passes (on a shared host both swing, and the latency follows them)::
 
     python -m benchmarks.bench_imputer                 # (a) and (c)
     python -m benchmarks.bench_imputer --full          # (a), (b) and (c)
