@@ -275,14 +275,21 @@ class _Grouping:
         self.blocks = [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
         return renumber[index]
 
-    def to_work(self, x):
-        """Features of ``x`` (r, d) in work order (a copy, or ``x`` itself for the identity)."""
+    def to_work(self, x, dtype=None):
+        """Features of ``x`` (r, d) in work order, as ``dtype`` (default: unchanged).
+
+        A copy, or ``x`` itself for the identity order and the same type; a type change and
+        the reordering are one pass.
+        """
         if self.order is None:
-            return x
+            return x if dtype is None else x.astype(dtype, copy=False)
         if self._turns is not None:
             shape = (len(x),) + self._turns
-            return x.reshape(shape).transpose(0, 1, 3, 2).reshape(len(x), x.shape[1])
-        return np.take(x, self.order, axis=1)
+            turned = x.reshape(shape).transpose(0, 1, 3, 2)
+            out = np.empty(turned.shape, dtype=x.dtype if dtype is None else dtype)
+            out[...] = turned
+            return out.reshape(len(x), x.shape[1])
+        return np.take(x, self.order, axis=1).astype(dtype or x.dtype, copy=False)
 
     def group_squares(self, x):
         """Sum ``x ** 2`` (r, d), in work order, over each group: (r, G), same dtype."""
@@ -365,7 +372,8 @@ class _Donors:
         self.zero_rows = (None if grouping.blocks is None else
                           np.zeros((m, len(grouping.blocks)), dtype=bool))
         for start in range(0, m, _DONOR_ROWS_PER_STEP):
-            block = grouping.to_work(_as_work_float(raw[start:start + _DONOR_ROWS_PER_STEP]))
+            step = np.asarray(raw[start:start + _DONOR_ROWS_PER_STEP])
+            block = grouping.to_work(step, np.result_type(step.dtype, np.float32))
             stop = start + len(block)
             missing = np.isnan(block)
             self.present[start:stop] = ~grouping.missing_groups(missing, name,
@@ -403,7 +411,7 @@ class _Donors:
             stop = min(m, start + _DONOR_ROWS_PER_STEP)
             block = self.values[start:stop]
             if reread:
-                source = grouping.to_work(_as_work_float(raw[start:stop]))
+                source = grouping.to_work(np.asarray(raw[start:stop]), np.float64)
                 block[:] = _centre(source, np.isnan(source), self.center)
             else:
                 block -= self.center
@@ -469,8 +477,7 @@ class _Donors:
             zero_columns, parts = [], []
             zero_terms = np.empty((n_blocks, 3, m), dtype=np.float32)
             for b, ((lo, hi), runs) in enumerate(zip(grouping.blocks, grouping.block_runs)):
-                columns = np.concatenate([np.arange(start, stop) for start, stop in runs])
-                zero_columns.append(negative[columns])
+                zero_columns.append(np.concatenate([negative[start:stop] for start, stop in runs]))
                 present = self.present_f[:, lo:hi]
                 zero_terms[b, 0] = 0.0
                 for start, stop in runs:
@@ -478,7 +485,7 @@ class _Donors:
                 zero_terms[b, 1] = present @ squares[lo:hi]
                 zero_terms[b, 1] += self.squares[:, lo:hi].sum(axis=1)
                 zero_terms[b, 2] = present.sum(axis=1)
-                parts.append(_BlockPart(self, self.block_observers()[b], columns, lo, hi))
+                parts.append(_BlockPart(self, self.block_observers()[b], runs, lo, hi))
             self._blocks = (zero_columns, zero_terms, parts)
         return self._blocks
 
@@ -534,10 +541,12 @@ class _BlockPart:
         Their squares summed over the block, and the groups they observe there.
     """
 
-    def __init__(self, donors, rows, columns, lo, hi):
+    def __init__(self, donors, rows, runs, lo, hi):
         pick = slice(None) if rows is None else rows
         self.rows = rows
-        self.values = np.ascontiguousarray(donors.values[pick][:, columns])
+        # The block's columns are a few runs: copied slice by slice (a column gather is slower).
+        self.values = np.concatenate([donors.values[pick, start:stop] for start, stop in runs],
+                                     axis=1)
         self.present = np.ascontiguousarray(donors.present_f[pick, lo:hi])
         self.squares_t = np.ascontiguousarray(donors.squares[pick, lo:hi].T)
         self.present_t = np.ascontiguousarray(donors.present[pick, lo:hi].T)
