@@ -1181,6 +1181,8 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
         for b, ((lo, hi), rows) in enumerate(zip(donors.grouping.blocks, observers)):
             if rows is not None:
                 kind[(pair_group >= lo) & (pair_group < hi)] = b + 1
+        if not kind.any():
+            kinds, kind = 1, None
     key = pair_row if kind is None else pair_row * kinds + kind
     needed = np.zeros(r * kinds, dtype=bool)
     needed[key] = True
