@@ -1284,7 +1284,6 @@ def _cut(donors, order, value, bound, beyond, row_of, pair_group, n_neighbors):
     sure = reach < after
     if len(order) <= _FEW_RECEIVERS and width <= 64:
         # A few receivers (online): one word per pair holds which candidates observe its group.
-        # Many: sixteen candidates at a time, for the pairs still short of usable ones.
         if len(order) == 1:
             words = _candidate_words(donors.present, order[0], finite[0], pair_group)
         else:
@@ -1296,7 +1295,9 @@ def _cut(donors, order, value, bound, beyond, row_of, pair_group, n_neighbors):
                                                     pair_group[pairs])
         slots = _first_bits(words, n_neighbors)
     else:
-        # Donor m observes nothing: candidates at an undefined distance are never usable.
+        # Many: every pair's candidates in one gather, or (more pairs) sixteen candidates at a
+        # time for the pairs still short of usable ones. Donor m observes nothing: candidates
+        # at an undefined distance are never usable.
         lookup = np.where(finite, order, m)
         if n_pairs * width <= _GATHER_WHOLE:
             index = np.take(lookup, row_of, axis=0)
