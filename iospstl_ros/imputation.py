@@ -87,6 +87,8 @@ _COMPACT_SHARE = 0.75
 _DONOR_ROWS_PER_STEP = 512
 #: Row pairs whose distance is recomputed directly per step (their rows stay in cache).
 _PAIRS_PER_STEP = 32
+#: (Receiver, group) pairs whose weighted means are taken per step (bounds the 3-D gathers).
+_PAIRS_PER_MEAN = 4096
 #: Multipliers that turn eight 0/1 bytes of a little-endian uint64 into their sum and into
 #: one byte of bits (bit k from byte k), in the top byte of the product.
 _BYTE_SUM = np.uint64(0x0101010101010101)
@@ -360,6 +362,8 @@ class _Donors:
         Donors that observe each group.
     has_group : ndarray of shape (G,), bool
         True where at least one donor observes the group.
+    observe_all : bool
+        Every group is observed by some donor.
     """
 
     def __init__(self, raw, grouping, name='donors'):
@@ -425,6 +429,7 @@ class _Donors:
         self._observers = None
         self._compact = None
         self.has_group = self.count > 0
+        self.observe_all = bool(self.has_group.all())
         self.grouping = grouping
 
     def by_group(self):
@@ -1535,15 +1540,17 @@ def _impute_block(donors, block, n_neighbors, first_row, approx=None, numbers=No
             f'receivers row {numbers[todo[np.argmax(empty)]]} is all NaN: there is no observed '
             'value to measure distances by; drop the row or fill it yourself (for example with '
             'the donor feature means) before imputing')
-    fillable = missing_group & donors.has_group
-    unfilled = int((missing_group & ~donors.has_group).sum(axis=0) @ grouping.sizes)
-    keep = fillable.any(axis=1)
-    if not keep.all():
-        todo, missing_group, fillable = todo[keep], missing_group[keep], fillable[keep]
-        if approx is None:
-            rows, missing = rows[keep], missing[keep]
-    if todo.size == 0:
-        return unfilled
+    fillable, unfilled = missing_group, 0
+    if not donors.observe_all:
+        fillable = missing_group & donors.has_group
+        unfilled = int((missing_group & ~donors.has_group).sum(axis=0) @ grouping.sizes)
+        keep = fillable.any(axis=1)
+        if not keep.all():
+            todo, missing_group, fillable = todo[keep], missing_group[keep], fillable[keep]
+            if approx is None:
+                rows, missing = rows[keep], missing[keep]
+        if todo.size == 0:
+            return unfilled
     if approx is None:
         centred = _centre(_as_work_float(rows), missing, donors.center)
         observed = (~missing_group).astype(np.float32)
@@ -1585,42 +1592,48 @@ def _impute_block(donors, block, n_neighbors, first_row, approx=None, numbers=No
     d = donors.values.shape[1]
     values, center = donors.values.reshape(-1), donors.center
     target = todo[pair_row] * d
-    # Equal group sizes: member k of group g sits at work position k * G + g, so the donors'
-    # values are read through offset views with one index per pair, and so are the receivers'
-    # where the work order is the feature order.
-    equal = bool(grouping.size)
-    direct = equal and grouping.order is None and block.flags.c_contiguous
     donor_start = safe * d
-    if equal:
+    if grouping.size:
+        # Equal group sizes: member k of group g sits at work position k * G + g, so every
+        # member of a step of pairs is read in one gather, (pairs, n_neighbors, s), and
+        # written in one put (straight into the receivers where the work order is theirs).
+        offsets = np.arange(grouping.size) * grouping.n_groups
         donor_start += pair_group[:, None]
-    if direct:
-        target += pair_group
-        flat_block = block.reshape(-1)
-    # One member of every pair's group at a time: (P, n_neighbors) gathers, no 3-D temporaries.
+        direct = grouping.order is None and block.flags.c_contiguous
+        if direct:
+            target += pair_group
+        for lo in range(0, len(pair_row), _PAIRS_PER_MEAN):
+            hi = lo + _PAIRS_PER_MEAN
+            neighbours = np.take(values, donor_start[lo:hi, :, None] + offsets)
+            # Centred values are averaged in float32; the centre is added back in the output
+            # type.
+            estimate = np.einsum('pk,pks->ps', weights[lo:hi], neighbours).astype(
+                block.dtype, copy=False)
+            estimate += np.take(center, pair_group[lo:hi, None] + offsets)
+            if direct:
+                np.put(block.reshape(-1), target[lo:hi, None] + offsets, estimate)
+            else:
+                np.put(block, target[lo:hi, None]
+                       + np.take(grouping.columns, pair_group[lo:hi], axis=0), estimate)
+        if no_distance.size:
+            means = donors.feature_mean(grouping.positions[pair_group[no_distance]])
+            columns = (offsets + pair_group[no_distance, None] if direct else
+                       np.take(grouping.columns, pair_group[no_distance], axis=0))
+            np.put(block, todo[pair_row[no_distance], None] * d + columns, means)
+        return unfilled
+    # Unequal groups: one member of every pair's group at a time, (P, n_neighbors) gathers.
     for member in range(grouping.positions.shape[1]):
-        if equal:
-            start = member * grouping.n_groups
-            neighbours = np.take(values[start:], donor_start)
-            shift = np.take(center[start:], pair_group)
-        else:
-            position = grouping.positions[pair_group, member]
-            real = position >= 0
-            position = np.maximum(position, 0)
-            neighbours = np.take(values, donor_start + position[:, None])
-            shift = center[position]
-        # Centred values are averaged in float32; the centre is added back in the output type.
+        position = grouping.positions[pair_group, member]
+        real = position >= 0
+        position = np.maximum(position, 0)
+        neighbours = np.take(values, donor_start + position[:, None])
         estimate = np.einsum('pk,pk->p', weights, neighbours).astype(block.dtype, copy=False)
-        estimate += shift
+        estimate += center[position]
         if no_distance.size:
             estimate[no_distance] = donors.feature_mean(
                 np.maximum(grouping.positions[pair_group[no_distance], member], 0))
-        if direct:
-            np.put(flat_block[start:], target, estimate)
-        elif equal:
-            np.put(block, target + np.take(grouping.columns[:, member], pair_group), estimate)
-        else:
-            column = grouping.columns[pair_group, member]
-            np.put(block, target[real] + column[real], estimate[real])
+        column = grouping.columns[pair_group, member]
+        np.put(block, target[real] + column[real], estimate[real])
     return unfilled
 
 
@@ -1937,9 +1950,13 @@ class ClusterBank:
         if clusters.shape != (len(receivers),) or clusters.dtype.kind not in 'iu':
             raise ValueError(f'clusters: expected an int array of shape ({len(receivers)},), '
                              f'got {clusters.dtype} {clusters.shape}')
-        if clusters.size and (clusters.min() < 0 or clusters.max() >= self.n_clusters):
+        low, high = (int(clusters.min()), int(clusters.max())) if clusters.size else (0, 0)
+        if low < 0 or high >= self.n_clusters:
             raise ValueError(f'clusters: expected values in 0..{self.n_clusters - 1}, got '
-                             f'{clusters.min()}..{clusters.max()}')
+                             f'{low}..{high}')
+        if clusters.size and low == high:
+            # One cluster (one window online): its rows are the output, in order.
+            return _impute_rows(self._donors_of(low), receivers, n_neighbors, chunk_size)
         out = np.empty(receivers.shape, dtype=np.result_type(receivers.dtype, np.float32))
         unfilled = 0
         for cluster in np.unique(clusters):

@@ -46,10 +46,20 @@ def test_no_donor_observes_the_feature_leaves_nan_and_counts():
     assert unfilled == 2
 
 
-def test_all_distances_undefined_gives_the_donor_mean():
+@pytest.mark.parametrize('groups', [None, [0, 1, 1]], ids=['features', 'unequal-groups'])
+def test_all_distances_undefined_gives_the_donor_mean(groups):
     # The receiver observes only feature 0, which no donor observes: every distance is NaN.
-    out, unfilled = impute([[1, nan, nan]], [[nan, 2, 3], [nan, 4, 5]], 5)
+    out, unfilled = impute([[1, nan, nan]], [[nan, 2, 3], [nan, 4, 5]], 5, groups=groups)
     assert out.tolist() == [[1, 3, 4]]
+    assert unfilled == 0
+
+
+def test_all_distances_undefined_with_interleaved_groups():
+    # Groups of two features each, interleaved (features 0 and 2 form group 0): the means are
+    # written back through the feature columns, not the work positions.
+    out, unfilled = impute([[1, nan, 1, nan]], [[nan, 2, nan, 3], [nan, 4, nan, 5]], 5,
+                           groups=[0, 1, 0, 1])
+    assert out.tolist() == [[1, 3, 1, 4]]
     assert unfilled == 0
 
 
