@@ -167,8 +167,9 @@ class Pipeline:
     spin : bool
         Let idle ONNX Runtime threads spin-wait (see :class:`~iospstl_ros.runtime.OnnxRunner`).
     max_cached_clusters : int
-        Clusters whose prepared donors stay in memory between calls (about 30 MB each for an
-        NTU-sized cluster); calls whose windows span more clusters re-prepare them.
+        Clusters whose prepared donors stay in memory between calls (about 60 MB each for an
+        NTU-sized cluster with the body slots as blocks); calls whose windows span more
+        clusters re-prepare them.
     imputation : bool
         ``False`` skips stage 4 (the ablation "without imputation"): the classifier sees the
         occluded joints at the centre joint, as the stage-1 encoder does.

@@ -513,7 +513,8 @@ def test_parameters_are_described_mirrored_in_the_yaml_and_validated(ros_context
         config = yaml.safe_load(f)
     file_values = config['/**']['ros__parameters']
     node = ActionNode(context=ros_context, parameter_overrides=[
-        Parameter('model_dir', value=tiny_model), Parameter('backend', value='cpu')])
+        Parameter('model_dir', value=tiny_model), Parameter('backend', value='cpu'),
+        Parameter('cached_clusters', value=7)])
     try:
         declared = {p.name: p.default for p in PARAMETERS}
         assert file_values == declared
@@ -536,6 +537,7 @@ def test_parameters_are_described_mirrored_in_the_yaml_and_validated(ros_context
         confidence = node.describe_parameter('min_confidence').floating_point_range[0]
         assert (confidence.from_value, confidence.to_value) == (0.0, 1.0)
         assert node.start()
+        assert node.pipeline.model.bank.max_cached_clusters == 7
         results = node.set_parameters([Parameter('stride', value=4)])
         assert results[0].successful and node.recognizer.config.stride == 4
         assert not node.set_parameters([Parameter('stride', value=0)])[0].successful

@@ -75,6 +75,9 @@ PARAMETERS = (
           'loading.'),
     Param('cache_dir', '', 'Root of the TensorRT engine caches; empty = $IOSPSTL_CACHE_DIR or '
           '~/.cache/iospstl_ros.'),
+    Param('cached_clusters', 4, 'Clusters of the KNN bank kept prepared in memory (about 60 MB '
+          'each for an NTU-sized cluster); a window of another cluster prepares it first, which '
+          'delays its label by tens of ms.', low=1, high=1024),
     Param('window', _DEFAULT.window, 'Frames per body window (ring buffer length).', low=1,
           high=900),
     Param('min_frames', _DEFAULT.min_frames, 'Frames a body needs before its first label '
@@ -115,10 +118,27 @@ PARAMETERS = (
     Param('warning_throttle_s', 5.0, 'Least time between two warnings about bad input.',
           low=0.0, high=3600.0),
 )
+
 #: Parameters that go into TrackerConfig, by TrackerConfig field name.
 TRACKER_FIELDS = ('window', 'min_frames', 'stride', 'timeout_s', 'pair_bodies', 'pair_distance',
                   'smoothing', 'max_bodies', 'top_k', 'min_confidence', 'max_occluded_ratio',
                   'input_axes')
+
+
+def build_pipeline(values, model_dir):
+    """Build the node's :class:`~iospstl_ros.pipeline.Pipeline` for these parameter values.
+
+    Parameters
+    ----------
+    values : dict of str to object
+        Every parameter of :data:`PARAMETERS` by name.
+    model_dir : str
+        The model directory (``values['model_dir']`` resolved).
+    """
+    return Pipeline(model_dir, backend=values['backend'], threads=values['threads'],
+                    top_k=ALL_CLASSES, cache_dir=values['cache_dir'] or None,
+                    verify_checksums=values['verify_checksums'],
+                    max_cached_clusters=values['cached_clusters'])
 
 
 def _mean(values):
@@ -165,10 +185,7 @@ class ActionNode(LifecycleNode):
             config = self._tracker_config(values)
             model_dir = values['model_dir'] or default_model_dir()
             self.model_dir = os.path.abspath(model_dir)
-            pipeline = Pipeline(self.model_dir, backend=values['backend'],
-                                threads=values['threads'], top_k=ALL_CLASSES,
-                                cache_dir=values['cache_dir'] or None,
-                                verify_checksums=values['verify_checksums'])
+            pipeline = build_pipeline(values, self.model_dir)
             pipeline.warm_up()
         except (ValueError, OSError, RuntimeError) as error:
             self.get_logger().error(f'configure failed: {error}')

@@ -15,9 +15,10 @@ import os
 from iospstl_ros.bag_eval import Prediction
 from iospstl_ros.cloud import CloudError
 from iospstl_ros.nodes._ros_helpers import default_model_dir
-from iospstl_ros.nodes.action_node import ALL_CLASSES, NODE_NAME, PARAMETERS, TRACKER_FIELDS
+from iospstl_ros.nodes.action_node import (
+    build_pipeline, NODE_NAME, PARAMETERS, TRACKER_FIELDS)
 from iospstl_ros.nodes.bag_io import frame_from_message
-from iospstl_ros.pipeline import ActionResult, Pipeline
+from iospstl_ros.pipeline import ActionResult
 from iospstl_ros.tracking import OnlineRecognizer, TrackerConfig
 import numpy as np
 import yaml
@@ -122,10 +123,7 @@ def make_pipeline(values, model_dir=None):
         Overrides ``values['model_dir']``; both empty: the node's default model.
     """
     model_dir = model_dir or values['model_dir'] or default_model_dir()
-    pipeline = Pipeline(os.path.abspath(model_dir), backend=values['backend'],
-                        threads=values['threads'], top_k=ALL_CLASSES,
-                        cache_dir=values['cache_dir'] or None,
-                        verify_checksums=values['verify_checksums'])
+    pipeline = build_pipeline(values, os.path.abspath(model_dir))
     pipeline.warm_up()
     return pipeline
 
