@@ -89,15 +89,15 @@ _DONOR_ROWS_PER_STEP = 512
 _PAIRS_PER_STEP = 32
 #: (Receiver, group) pairs whose weighted means are taken per step (bounds the 3-D gathers).
 _PAIRS_PER_MEAN = 4096
+#: Pairs of a prefix row whose candidate bits are packed for every group of their range when
+#: the range is at most this many times as long (:func:`_candidate_words`).
+_PACK_SPAN = 6
+#: Row j: 2 ** i at column 8 j + i; times 0/1 masks of 64 candidates, the bytes of their bits.
+_BYTE_WEIGHTS = np.kron(np.eye(8, dtype=np.float32), 2.0 ** np.arange(8, dtype=np.float32))
 #: Multipliers that turn eight 0/1 bytes of a little-endian uint64 into their sum and into
 #: one byte of bits (bit k from byte k), in the top byte of the product.
 _BYTE_SUM = np.uint64(0x0101010101010101)
 _BYTE_BITS = np.uint64(0x0102040810204080)
-#: De Bruijn sequence and table: the position of a uint64's only set bit.
-_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
-_DE_BRUIJN_POSITION = np.zeros(64, dtype=np.int64)
-_DE_BRUIJN_POSITION[[((1 << bit) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58
-                     for bit in range(64)]] = np.arange(64)
 
 
 def coordinate_groups(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
@@ -1200,11 +1200,11 @@ def _prefix_choice(donors, centred, observed, approx, row_error, pair_row, pair_
         slot_of_row[rows] = np.arange(len(rows))
         near, errors, row_of = squared[receiver], error[receiver], slot_of_row[key]
         for b, block_rows in enumerate(observers or ()):
-            inside = rows % kinds == b + 1
-            if block_rows is not None and inside.any():
-                others = np.ones(m, dtype=bool)
-                others[block_rows] = False
-                near[np.outer(inside, others)] = np.nan
+            inside = np.flatnonzero(rows % kinds == b + 1)[:, None]
+            if block_rows is not None and inside.size:
+                kept = near[inside, block_rows]
+                near[inside] = np.nan
+                near[inside, block_rows] = kept
     if width < m:
         order = _smallest(near, width + 1)
         beyond = np.take_along_axis(near, order[:, width:], axis=1)[:, 0] - row_error[receiver]
@@ -1290,13 +1290,13 @@ def _cut(donors, order, value, bound, beyond, row_of, pair_group, n_neighbors):
     if len(order) <= _FEW_RECEIVERS and width <= 64:
         # A few receivers (online): one word per pair holds which candidates observe its group.
         if len(order) == 1:
-            words = _candidate_words(donors.present, order[0], finite[0], pair_group)
+            words = _candidate_words(donors, order[0], finite[0], pair_group)
         else:
             words = np.zeros(n_pairs, dtype=np.uint64)
             for i in range(len(order)):
                 pairs = np.flatnonzero(row_of == i)
                 if pairs.size:
-                    words[pairs] = _candidate_words(donors.present, order[i], finite[i],
+                    words[pairs] = _candidate_words(donors, order[i], finite[i],
                                                     pair_group[pairs])
         slots = _first_bits(words, n_neighbors)
     else:
@@ -1328,7 +1328,8 @@ def _cut(donors, order, value, bound, beyond, row_of, pair_group, n_neighbors):
 def _first_bits(words, n_neighbors):
     """Positions of the lowest ``n_neighbors`` set bits of each uint64 word (P,), ascending.
 
-    The lowest set bit is isolated (``w & -w``), located by a De Bruijn multiplication and
+    The lowest set bit is isolated (``w & -w``), located by the exponent of its float64 value
+    (exact for a power of two; ``frexp`` gives 0 for a word with no bit left, so -1) and
     cleared: a few operations on P words per position. ``words`` is not modified.
 
     Returns
@@ -1338,22 +1339,27 @@ def _first_bits(words, n_neighbors):
     """
     words = np.array(words, dtype=np.uint64)
     slots = np.empty((n_neighbors, len(words)), dtype=np.int64)
-    one, shift = np.uint64(1), np.uint64(58)
+    lowest = np.empty_like(words)
     for slot in slots:
-        lowest = words & (~words + one)
-        np.take(_DE_BRUIJN_POSITION, ((lowest * _DE_BRUIJN) >> shift).astype(np.intp),
-                out=slot)
-        slot[lowest == 0] = -1
+        np.negative(words, out=lowest)                  # two's complement: w & -w
+        lowest &= words
+        slot[...] = np.frexp(lowest.astype(np.float64))[1]
+        slot -= 1
         words ^= lowest
     return slots.T
 
 
-def _candidate_words(present, candidates, usable, groups):
+def _candidate_words(donors, candidates, usable, groups):
     """One uint64 per group: bit k set where candidate k observes the group and is usable.
+
+    Few groups are read bit by bit. Where they are many next to the range of groups they
+    span (a heavily occluded window), every group of the range is packed at once: a
+    product of eight rows of powers of two (1 to 128) with the candidates' 0/1 masks gives
+    each group's eight bytes of bits, exactly (integers below 256 in float32).
 
     Parameters
     ----------
-    present : ndarray of shape (m, G), bool
+    donors : _Donors
     candidates : ndarray of shape (W,), int, W <= 64
     usable : ndarray of shape (W,), bool
         False for candidates that are never usable (an undefined distance).
@@ -1364,6 +1370,18 @@ def _candidate_words(present, candidates, usable, groups):
     -------
     words : ndarray of shape (P,), uint64
     """
+    if not len(groups):
+        return np.zeros(0, dtype=np.uint64)
+    lo, hi = int(groups.min()), int(groups.max()) + 1
+    if _PACK_SPAN * len(groups) >= hi - lo:
+        width = len(candidates)
+        masks = donors.present_f[candidates, lo:hi]                       # (W, hi - lo)
+        packed = (_BYTE_WEIGHTS[:, :width] @ masks).astype(np.uint8)     # (8, hi - lo)
+        words = np.ascontiguousarray(packed.T).view('<u8')[:, 0]
+        keep = np.zeros(64, dtype=bool)
+        keep[:width] = usable
+        return words[groups - lo] & np.packbits(keep, bitorder='little').view('<u8')[0]
+    present = donors.present
     rows = np.zeros((64, len(groups)), dtype=bool)
     # Whole candidate rows are copied first (contiguous), then the groups picked from them.
     rows[:len(candidates)] = np.take(present, candidates, axis=0)[:, groups]
@@ -1458,14 +1476,7 @@ def _first_usable_in_steps(donors, lookup, row_of, pair_group, n_neighbors):
                 break
     if pair_bits is not bits:
         bits[pair] = pair_bits
-    slots = np.empty((n_neighbors, n_pairs), dtype=np.int64)
-    for slot in slots:
-        lowest = bits & (~bits + np.uint64(1))
-        np.take(_DE_BRUIJN_POSITION, ((lowest * _DE_BRUIJN) >> np.uint64(58)).astype(np.intp),
-                out=slot)
-        slot[lowest == 0] = -1
-        bits ^= lowest
-    return slots.T
+    return _first_bits(bits, n_neighbors)
 
 
 def _settle(value, bound, beyond, usable, n_neighbors):
@@ -1749,14 +1760,15 @@ class ClusterBank:
     rows of the cluster.
 
     A cluster's donors are prepared (float32, centred, about ``4 * n_k * (d + 3.5 * G)``
-    bytes, 37 MB for 667 NTU windows) on first use and cached; the cache makes the object
-    unsafe to share between threads. For one window at a time there is more: without blocks
-    ``8 * n_k * G`` (13 MB), and one window reads the donor values and the group mask once
-    (27 MB); with the body slots as ``blocks``, contiguous copies of each block, with just the
-    donors that have a second body for the second slot (23 MB for 667 windows, 206 of them
-    with a second body), and a window without a second body reads only the first slot's
-    copy (13 MB), a second body only its donors. Latency follows memory bandwidth, so it
-    gains from a second BLAS thread even on two cores (``benchmarks/bench_imputer.py``).
+    bytes, 37 MB for 667 NTU windows) on first use, or ahead of it by :meth:`prepare`, and
+    cached; the cache makes the object unsafe to share between threads. For one window at a
+    time there is more: without blocks ``8 * n_k * G`` (13 MB), and one window reads the
+    donor values and the group mask once (27 MB); with the body slots as ``blocks``,
+    contiguous copies of each block, with just the donors that have a second body for the
+    second slot (23 MB for 667 windows, 206 of them with a second body), and a window without
+    a second body reads only the first slot's copy (13 MB), a second body only its donors.
+    Latency follows memory bandwidth, so it gains from a second BLAS thread even on two cores
+    (``benchmarks/bench_imputer.py``).
 
     Parameters
     ----------
@@ -1922,6 +1934,52 @@ class ClusterBank:
                 self._prepared.popitem(last=False)
         else:
             self._prepared.move_to_end(cluster)
+        return prepared
+
+    def prepare(self, clusters=None):
+        """Prepare clusters now, as their first window would, so that no later call waits.
+
+        Preparing a cluster (validating, centring and converting its donors, and the arrays
+        one window at a time reads) takes tens of ms for an NTU-sized cluster; an online
+        caller that prepares at start-up keeps that stall off its first windows of each.
+
+        Parameters
+        ----------
+        clusters : sequence of int, optional
+            Clusters to prepare, at most ``max_cached_clusters``; the last is kept longest.
+            Default: the ``max_cached_clusters`` largest non-empty clusters (those most
+            training windows fell in), the largest kept longest.
+
+        Returns
+        -------
+        prepared : list of int
+            The clusters prepared, in the order they were.
+        """
+        self._check_fitted()
+        limit = _check_count('max_cached_clusters', self.max_cached_clusters)
+        sizes = np.diff(self.offsets_)
+        if clusters is None:
+            by_size = np.argsort(-sizes, kind='stable')
+            clusters = by_size[sizes[by_size] > 0][:limit][::-1]
+        else:
+            clusters = np.asarray(clusters)
+            if clusters.ndim != 1 or (clusters.size and clusters.dtype.kind not in 'iu'):
+                raise ValueError(f'clusters: expected a sequence of int, got {clusters.dtype} '
+                                 f'{clusters.shape}')
+            if clusters.size and (clusters.min() < 0 or clusters.max() >= self.n_clusters):
+                raise ValueError(f'clusters: expected values in 0..{self.n_clusters - 1}, got '
+                                 f'{clusters.min()}..{clusters.max()}')
+            if len(clusters) > limit:
+                raise ValueError(f'clusters: expected at most max_cached_clusters = {limit} '
+                                 f'clusters (more would evict the first), got {len(clusters)}')
+        prepared = []
+        for cluster in clusters.tolist():
+            donors = self._donors_of(cluster)
+            if self._grouping.blocks is not None:
+                donors.block_terms()
+            elif self._grouping.size:
+                donors.by_group()
+            prepared.append(cluster)
         return prepared
 
     def impute(self, receivers, clusters, n_neighbors=5):

@@ -168,8 +168,8 @@ class Pipeline:
         Let idle ONNX Runtime threads spin-wait (see :class:`~iospstl_ros.runtime.OnnxRunner`).
     max_cached_clusters : int
         Clusters whose prepared donors stay in memory between calls (about 60 MB each for an
-        NTU-sized cluster with the body slots as blocks); calls whose windows span more
-        clusters re-prepare them.
+        NTU-sized cluster with the body slots as blocks); :meth:`warm_up` prepares the
+        largest ones, and calls whose windows span more clusters re-prepare them.
     imputation : bool
         ``False`` skips stage 4 (the ablation "without imputation"): the classifier sees the
         occluded joints at the centre joint, as the stage-1 encoder does.
@@ -249,10 +249,18 @@ class Pipeline:
     def warm_up(self, batch_sizes=(1,)):
         """Run synthetic windows through every stage (allocations, kernels, engines, bank).
 
+        Then the largest clusters of the KNN bank, as many as it keeps, are prepared (see
+        :meth:`ClusterBank.prepare`), so that the first window of each does not wait.
+
         Parameters
         ----------
         batch_sizes : sequence of int
             Batch sizes to prepare (TensorRT tunes per shape).
+
+        Returns
+        -------
+        prepared : list of int
+            The clusters of the bank now prepared (none without imputation).
         """
         frames = self.model.window_frames
         rng = np.random.default_rng(0)
@@ -262,6 +270,7 @@ class Pipeline:
             occluded[:, :, 13:16] = True
             present = np.ones((n, frames, 1), bool)
             self.run((xyz, occluded, present))
+        return self.model.bank.prepare() if self.imputation else []
 
     def _prepare(self, index, xyz, occluded, present):
         xyz = np.asarray(xyz)

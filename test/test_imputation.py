@@ -635,6 +635,53 @@ def test_bank_keys_clusters_by_id_with_an_empty_cluster():
     assert np.isnan(out[1, 1]) and unfilled == 1
 
 
+def prepared_bank(blocks=True):
+    """Clusters of 3, 9, 0, 6 and 9 donors, each around its own value; 3 kept prepared."""
+    rng = np.random.default_rng(8)
+    labels = np.repeat(np.arange(5), [3, 9, 0, 6, 9])
+    donors = 10.0 * labels[:, None] + rng.normal(0, 0.1, (len(labels), 12))
+    donors[::4, :3] = nan
+    donors[1::5, 6:9] = nan
+    settings = {'blocks': np.repeat([0, 1], 6)} if blocks else {}
+    return ClusterBank.from_clusters(np.zeros((5, 1)), donors, labels,
+                                     groups=np.repeat(np.arange(4), 3), max_cached_clusters=3,
+                                     **settings)
+
+
+def test_bank_prepare_keeps_the_largest_clusters_ready():
+    bank = prepared_bank()
+    assert bank.prepare() == [3, 4, 1]          # sizes 6, 9, 9: the largest kept longest
+    assert list(bank._prepared) == [3, 4, 1]
+    ready = dict(bank._prepared)
+    assert all(donors._blocks is not None for donors in ready.values())
+    window = np.full((1, 12), 40.0)
+    window[0, 3:6] = nan
+    out, unfilled = bank.impute(window, [4])
+    assert bank._prepared[4] is ready[4]        # used as prepared, not prepared again
+    fresh, _ = prepared_bank().impute(window, [4])
+    np.testing.assert_array_equal(out, fresh)
+    assert unfilled == 0 and np.all(np.abs(out[0, 3:6] - 40.0) < 0.3)
+    assert bank.prepare([0]) == [0]             # least recently used (3) leaves
+    assert list(bank._prepared) == [1, 4, 0]
+    assert bank.prepare([2]) == [2]             # an empty cluster: nothing to fill from
+    out, unfilled = bank.impute(window, [2])
+    assert unfilled == 3 and np.isnan(out[0, 3:6]).all()
+
+
+def test_bank_prepare_without_blocks_and_bad_input():
+    bank = prepared_bank(blocks=False)
+    assert bank.prepare([4, 2]) == [4, 2]
+    assert bank._prepared[4]._few is not None   # one window's arrays are ready too
+    with pytest.raises(ValueError, match='at most max_cached_clusters = 3 clusters'):
+        bank.prepare([0, 1, 3, 4])
+    with pytest.raises(ValueError, match=r'expected values in 0\.\.4, got 1\.\.5'):
+        bank.prepare([1, 5])
+    with pytest.raises(ValueError, match='expected a sequence of int, got float64'):
+        bank.prepare([1.5])
+    with pytest.raises(ValueError, match='holds no donors yet'):
+        ClusterBank().prepare()
+
+
 def test_bank_assign_picks_the_nearest_centroid():
     bank, _, _ = two_cluster_bank()
     assert bank.assign([[1.0, 1.0], [6.0, 5.0], [9.0, 11.0]]).tolist() == [0, 1, 1]

@@ -102,6 +102,23 @@ def test_pipeline_reproduces_the_offline_imputation(tiny, pipeline):
 
 
 @pytest.mark.slow
+def test_warm_up_prepares_the_largest_clusters_of_the_bank(tiny):
+    pipeline = Pipeline(tiny['model'], backend='cpu', threads=1, max_cached_clusters=2)
+    bank = pipeline.model.bank
+    sizes = np.diff(bank.offsets_).tolist()
+    assert bank.n_clusters >= 3 and not bank._prepared
+    largest = sorted((c for c in range(len(sizes)) if sizes[c]), key=lambda c: (-sizes[c], c))
+    prepared = pipeline.warm_up()
+    assert prepared == largest[:2][::-1] and list(bank._prepared) == prepared
+    windows = raw_windows(tiny, 12)
+    fresh = Pipeline(tiny['model'], backend='cpu').run(windows)
+    for result, expected in zip(pipeline.run(windows), fresh):
+        assert np.array_equal(result.imputed, expected.imputed)
+    without = Pipeline(tiny['model'], backend='cpu', threads=1, imputation=False)
+    assert without.warm_up() == [] and not without.model.bank._prepared
+
+
+@pytest.mark.slow
 def test_a_window_without_occlusion_is_not_changed_by_imputation(pipeline):
     sequence = generate_sequence(5, 3, occlusion='none')
     assert not sequence.occluded.any()

@@ -76,8 +76,8 @@ PARAMETERS = (
     Param('cache_dir', '', 'Root of the TensorRT engine caches; empty = $IOSPSTL_CACHE_DIR or '
           '~/.cache/iospstl_ros.'),
     Param('cached_clusters', 4, 'Clusters of the KNN bank kept prepared in memory (about 60 MB '
-          'each for an NTU-sized cluster); a window of another cluster prepares it first, which '
-          'delays its label by tens of ms.', low=1, high=1024),
+          'each for an NTU-sized cluster), the largest prepared at start-up; a window of another '
+          'cluster prepares it first, which delays its label by tens of ms.', low=1, high=1024),
     Param('window', _DEFAULT.window, 'Frames per body window (ring buffer length).', low=1,
           high=900),
     Param('min_frames', _DEFAULT.min_frames, 'Frames a body needs before its first label '
@@ -186,7 +186,7 @@ class ActionNode(LifecycleNode):
             model_dir = values['model_dir'] or default_model_dir()
             self.model_dir = os.path.abspath(model_dir)
             pipeline = build_pipeline(values, self.model_dir)
-            pipeline.warm_up()
+            prepared = pipeline.warm_up()
         except (ValueError, OSError, RuntimeError) as error:
             self.get_logger().error(f'configure failed: {error}')
             return TransitionCallbackReturn.FAILURE
@@ -213,7 +213,8 @@ class ActionNode(LifecycleNode):
                              for k, v in sorted(pipeline.single_body.items()))
         self.get_logger().info(f'model {self.model_dir} ({len(pipeline.classes)} classes) '
                                f'loaded and warmed up; providers: {providers}; lone person '
-                               f'run as one body: {shortcut}')
+                               f'run as one body: {shortcut}; KNN bank clusters prepared: '
+                               f'{len(prepared)} of {pipeline.model.bank.n_clusters}')
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state):
