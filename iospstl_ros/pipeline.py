@@ -41,6 +41,7 @@ import os
 import time
 
 from iospstl_ros.completion import complete_windows
+from iospstl_ros.imputation import compile_kernels
 from iospstl_ros.layout import MAX_BODIES, NUM_CHANNELS, NUM_JOINTS
 from iospstl_ros.model_dir import CLASSIFIER_FILE, load_model_dir, ModelDir, STAGE1_FILE
 from iospstl_ros.preprocess import fill_occluded, preprocess_sequence
@@ -249,8 +250,10 @@ class Pipeline:
     def warm_up(self, batch_sizes=(1,)):
         """Run synthetic windows through every stage (allocations, kernels, engines, bank).
 
-        Then the largest clusters of the KNN bank, as many as it keeps, are prepared (see
-        :meth:`ClusterBank.prepare`), so that the first window of each does not wait.
+        The imputer's compiled kernels are compiled, or loaded from numba's cache
+        (:func:`~iospstl_ros.imputation.compile_kernels`), and the largest clusters of the KNN
+        bank, as many as it keeps, are prepared (see :meth:`ClusterBank.prepare`), so that no
+        window waits for either.
 
         Parameters
         ----------
@@ -262,6 +265,8 @@ class Pipeline:
         prepared : list of int
             The clusters of the bank now prepared (none without imputation).
         """
+        if self.imputation:
+            compile_kernels()
         frames = self.model.window_frames
         rng = np.random.default_rng(0)
         for n in batch_sizes:
