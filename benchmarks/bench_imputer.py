@@ -83,7 +83,7 @@ def synthetic_sequences(n, rng, action=None, num_frames=WINDOW_FRAMES, absent_as
 
 
 def baseline_module(revision):
-    """The imputation module as of a git revision (None when git cannot give it)."""
+    """Load the imputation module as of a git revision (None when git cannot give it)."""
     try:
         source = subprocess.run(['git', 'show', f'{revision}:iospstl_ros/imputation.py'],
                                 capture_output=True, text=True, check=True,

@@ -1,8 +1,8 @@
 """NaN-aware K-nearest-neighbour imputation and the per-cluster donor bank (paper Sec. III-D).
 
-:func:`nan_knn_impute` gives scikit-learn's ``KNNImputer(weights='distance')`` values, faster.
+:func:`nan_knn_impute` gives scikit-learn's ``KNNImputer(weights='distance')`` values, faster;
 :class:`ClusterBank` keys each KMeans cluster's donors by cluster id, so a sample of cluster k
-is only filled from cluster k's donors (the reference shares one imputer: a bug not ported).
+is filled from cluster k's donors only (the reference shares one imputer: a bug not ported).
 Rows are flattened ``(C, T, V, M)`` samples (:mod:`iospstl_ros.layout`), NaN where occluded.
 
 The rule, for each missing value of a receiver row (scikit-learn's):
@@ -17,120 +17,53 @@ The rule, for each missing value of a receiver row (scikit-learn's):
 
 How. Features always missing together (a joint's x, y, z) form a *group*, given or found from
 the NaN pattern; donors are chosen once per missing group. Every distance that decides a choice
-or a weight is *exact*: a float64 sum over the shared features. For a few receivers (an online
-window) all are summed so. For many, float32 BLAS products on centred values first give each
-distance with an error bound that holds for any BLAS and summation order (``(d + G + s + 16)
-eps`` times the rows' squared norms; G groups, s the largest); per receiver and missing group, a
-compiled loop walks the donors by lower bound until no further observer can beat the k-th
-smallest upper bound, and sums exactly the distances of those it met. So the result is
-scikit-learn's float64 result on the same values, on any CPU. With body slots as ``blocks``,
-a receiver's block of observed zeros (an absent body) adds each donor's block total, computed
-once, and a donor's block with nothing observed (an absent body in a bank) is skipped.
+or a weight is *exact*, a float64 sum over the shared features. For a few receivers (an online
+window) all are. For many, float32 BLAS products on centred values give each distance with an
+error bound that holds for any BLAS and summation order (``(d + G + s + 16) eps`` times the
+rows' squared norms; G groups, the largest of size s); per receiver and missing group, a
+compiled loop walks the donors by lower bound until none can beat the k-th smallest upper
+bound, and sums exactly the distances of those it met. So the result is scikit-learn's float64
+result on the same values, on any CPU. With body slots as ``blocks``, a receiver's block of
+observed zeros (an absent body) takes each donor's block total, computed once, and a donor's
+block with nothing observed (an absent body in a bank) is skipped.
 """
 
-from collections import OrderedDict
 import json
 import os
 import time
 
-from iospstl_ros.layout import MAX_BODIES, NUM_CHANNELS, NUM_JOINTS
+from iospstl_ros.layout import coordinate_blocks, coordinate_groups  # noqa: F401 (interface)
+from iospstl_ros.validation import check_int, check_ints, check_not_infinite, check_rows
 import numba
 import numpy as np
 
-BANK_FORMAT = 'iospstl-cluster-bank'
-BANK_FORMAT_VERSION = 1
-#: Receivers up to which distances are summed directly, on one thread (an online call).
-DIRECT_MAX_ROWS = 8
-#: Largest set imputed from itself by one symmetric product (m x m arrays); larger in chunks.
-SYMMETRIC_MAX_ROWS = 4096
+BANK_FORMAT, BANK_FORMAT_VERSION = 'iospstl-cluster-bank', 1
+DIRECT_MAX_ROWS = 8          # receivers up to which all distances are exact sums, on one thread
+SYMMETRIC_MAX_ROWS = 4096    # largest set imputed from itself by one symmetric product
 _EPS32 = float(np.finfo(np.float32).eps) / 2      # unit roundoff of float32
 _ROWS_PER_STEP = 512                              # donor rows checked per step in from_clusters
-#: fastmath flags that keep NaN semantics (NaN marks a missing value): reductions vectorise.
-_FAST = {'reassoc', 'contract', 'nsz', 'arcp'}
-
-
-def coordinate_groups(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
-    """Group of every feature of a flattened ``(C, T, V, M)`` sample: one per (t, v, m).
-
-    Returns an int64 array of shape ``(3 * T * V * M,)``: feature i belongs to joint
-    ``(t * V + v) * M + m``; x, y and z of a joint share it.
-    """
-    per_channel = int(num_frames) * int(num_joints) * int(num_bodies)
-    if per_channel < 1:
-        raise ValueError('expected num_frames, num_joints and num_bodies >= 1, got '
-                         f'{num_frames}, {num_joints}, {num_bodies}')
-    return np.tile(np.arange(per_channel, dtype=np.int64), NUM_CHANNELS)
-
-
-def coordinate_blocks(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
-    """Body slot m of every feature of a flattened ``(C, T, V, M)`` sample, for ``blocks``."""
-    return coordinate_groups(num_frames, num_joints, num_bodies) % int(num_bodies)
+_FAST = {'reassoc', 'contract', 'nsz', 'arcp'}   # fastmath that keeps NaN (= missing) semantics
 
 
 def missing_groups(missing):
-    """Find the groups of features always missing together: equal columns of ``missing``.
-
-    ``missing`` is an (n, d) bool array; returns an int64 group label per feature.
-    """
+    """Label features always missing together (equal columns of the (n, d) bool ``missing``)."""
     packed = np.packbits(np.ascontiguousarray(np.asarray(missing, dtype=bool).T), axis=1)
     keys = packed.view(np.dtype((np.void, packed.shape[1])))[:, 0]   # a column's bits
     return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
-# Validation -----------------------------------------------------------------------------------
-
-
-def _check_rows(name, x, n_features=None):
-    """Validate a 2-D float array (NumPy array, memory map or nested list)."""
-    x = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f'{name}: expected a 2-D array (n_samples, n_features), got shape '
-                         f'{x.shape}; reshape one sample with x.reshape(1, -1)')
-    if x.dtype.kind != 'f':
-        raise ValueError(f'{name}: expected a float array with NaN for missing values, got '
-                         f'dtype {x.dtype}')
-    if n_features is not None and x.shape[1] != n_features:
-        raise ValueError(f'{name}: expected {n_features} features, got shape {x.shape}')
-    return x
-
-
-def _check_finite(name, x, row_numbers):
-    """Raise if a value is infinite (NaN is allowed: it marks a missing value)."""
-    bad = np.isinf(x)
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        raise ValueError(f'{name} row {row_numbers[row]}: expected finite values or NaN, got '
-                         f'inf at feature {column}')
-
-
-def _check_count(name, value):
-    """Validate a setting that must be an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f'{name}: expected an int >= 1, got {value!r}')
-    return int(value)
-
-
-def _check_labels(name, labels, n_features):
-    """Validate ``groups`` or ``blocks``: one int per feature."""
-    labels = np.asarray(labels)
-    if labels.shape != (n_features,) or (labels.size and labels.dtype.kind not in 'iu'):
-        raise ValueError(f'{name}: expected an int array of shape ({n_features},), got '
-                         f'{labels.dtype} {labels.shape}')
-    return labels.astype(np.int64)
-
-
 class _Layout:
-    """Work order of the features, by block then group, so that each group is a slice.
+    """Work order of the features: by block, then group, so that each group is a slice.
 
-    ``order[w]`` is the feature at work position w; ``group_ptr`` (G + 1) and ``block_ptr``
-    (B + 1) bound the slices; ``sizes`` are the group sizes.
+    ``order[w]`` is the feature at work position w; ``group_ptr`` and ``block_ptr`` bound the
+    groups and blocks; ``sizes`` are the group sizes.
     """
 
     def __init__(self, groups, blocks, n_features):
         groups = (np.arange(n_features) if groups is None
-                  else _check_labels('groups', groups, n_features))
+                  else check_ints('groups', groups, (n_features,)))
         blocks = (np.zeros(n_features, np.int64) if blocks is None
-                  else _check_labels('blocks', blocks, n_features))
+                  else check_ints('blocks', blocks, (n_features,)))
         self.order = np.lexsort((np.arange(n_features), groups, blocks))
         g, b = groups[self.order], blocks[self.order]
         starts = np.flatnonzero(np.diff(g) | np.diff(b)) + 1
@@ -145,8 +78,8 @@ class _Layout:
         self.sizes = np.diff(self.group_ptr)
 
     def to_work(self, rows, dtype):
-        """Rows in work order: a new C-contiguous array of ``dtype``."""
-        return _take_columns(np.asarray(rows).astype(dtype, copy=False), self.order)
+        """Return rows in work order, as a new C-contiguous array of ``dtype``."""
+        return np.take(np.asarray(rows), self.order, axis=1).astype(dtype, copy=False)
 
     def check_groups(self, work, name, row_numbers):
         """Raise if a row of ``work`` (work order) has a group only partly missing."""
@@ -160,22 +93,9 @@ class _Layout:
                              'or leave them out to find them from the NaN pattern')
 
 
-# Compiled kernels -----------------------------------------------------------------------------
-
-
-@numba.njit(cache=True)
-def _take_columns(x, columns):
-    """``x[:, columns]`` as a new C-contiguous array."""
-    out = np.empty((x.shape[0], len(columns)), x.dtype)
-    for i in range(x.shape[0]):
-        for f in range(len(columns)):
-            out[i, f] = x[i, columns[f]]
-    return out
-
-
 @numba.njit(parallel=True, cache=True)
 def _column_means(x):
-    """Mean of each column over its observed values (NaN where there is none)."""
+    """Mean of each column over its observed values (NaN where none is)."""
     mean = np.empty(x.shape[1])
     for f in numba.prange(x.shape[1]):
         total, count = 0.0, 0
@@ -198,22 +118,10 @@ def _squares(x, y):
 
 
 @numba.njit(cache=True)
-def _zero_blocks(row, block_ptr):
-    """Blocks of a receiver row that are all observed zeros (an absent body)."""
-    zero = np.ones(len(block_ptr) - 1, np.bool_)
-    for b in range(len(zero)):
-        for f in range(block_ptr[b], block_ptr[b + 1]):
-            if row[f] != 0.0:                   # NaN or a value ends it
-                zero[b] = False
-                break
-    return zero
-
-
-@numba.njit(cache=True)
 def _exact(x, y, zero, block_ptr, block_squares, block_counts):
-    """Squared distance of rows x and y by float64 sums; inf when they share no feature.
+    """Squared distance of rows x and y by float64 sums (inf: no shared feature), per block.
 
-    Where x is all observed zeros, y's block total counts; where y observes nothing, skipped.
+    A block where x is all observed zeros takes y's total; one where y observes nothing, 0.
     """
     total, count = 0.0, 0
     for b in range(len(zero)):
@@ -228,25 +136,23 @@ def _exact(x, y, zero, block_ptr, block_squares, block_counts):
 
 
 @numba.njit(cache=True)
-def _direct(receivers, donors, block_ptr, block_squares, block_counts):
+def _direct(receivers, donors, zero, block_ptr, block_squares, block_counts):
     """Exact squared distances of every receiver to every donor, and 0 error bounds."""
     squared = np.empty((receivers.shape[0], donors.shape[0]))
     for i in range(receivers.shape[0]):
-        zero = _zero_blocks(receivers[i], block_ptr)
         for j in range(donors.shape[0]):
-            squared[i, j] = _exact(receivers[i], donors[j], zero, block_ptr, block_squares[j],
-                                   block_counts[j])
+            squared[i, j] = _exact(receivers[i], donors[j], zero[i], block_ptr,
+                                   block_squares[j], block_counts[j])
     return squared, np.zeros_like(squared)
 
 
 @numba.njit(parallel=True, cache=True)
 def _summarise(values, centre, group_ptr, block_ptr, with_centred):
-    """Summarise rows for the distances.
+    """Summarise rows for the distances (with float32 values about ``centre`` if asked).
 
-    Returns per row and group: observed (0/1) and the sum of squares about ``centre``; per
-    row and block: float64 sum of squares and count of the observed values; per row: whether a
-    group is partly missing; and, if ``with_centred`` (else empty), the values about
-    ``centre`` in float32, 0 where missing.
+    Returns the centred values (0 where missing; empty unless ``with_centred``), per group
+    observed (0/1) and the sum of centred squares, per block the float64 sum of squares and
+    the count of observed values, and per row whether a group is partly missing.
     """
     n, n_groups, n_blocks = values.shape[0], len(group_ptr) - 1, len(block_ptr) - 1
     centred = np.zeros(values.shape if with_centred else (0, 0), np.float32)
@@ -275,19 +181,17 @@ def _summarise(values, centre, group_ptr, block_ptr, with_centred):
 
 
 @numba.njit(cache=True)
-def _fill(i, receivers, donors, approx, error, group_ptr, columns, observers, mean, block_ptr,
-          block_squares, block_counts, k, out):
-    """Fill the missing groups of receiver i by the rule into ``out[i]`` (caller's columns).
+def _fill(i, receivers, donors, approx, error, zero, group_ptr, columns, observers, mean,
+          block_ptr, block_squares, block_counts, k, out):
+    """Fill receiver i's missing groups by the rule into ``out[i]``; return the values left NaN.
 
-    receivers, donors: work order; approx, error: (n, m) approximate squared distances (inf:
-    undefined) and their bounds; columns: caller's column of each work position; observers:
-    (G, m) bool. Returns the number of values left NaN.
+    approx, error: (n, m) approximate squared distances (inf: undefined) and bounds; zero:
+    (n, B) blocks of observed zeros; columns: the caller's column of each work position.
     """
     m = approx.shape[1]
     unfilled = 0
     lower = approx[i] - error[i]
     order = np.argsort(lower)
-    zero = _zero_blocks(receivers[i], block_ptr)
     exact = np.full(m, -1.0)                # exact squared distances, made on demand
     found, dist = np.empty(m, np.int64), np.empty(m)
     upper, weights = np.empty(k), np.empty(k)
@@ -303,13 +207,10 @@ def _fill(i, receivers, donors, approx, error, group_ptr, columns, observers, me
             if lower[j] == np.inf or lower[j] > upper[k - 1]:
                 break
             if observers[g, j]:
-                found[n_found] = j
-                n_found += 1
-                q, u = k - 1, approx[i, j] + error[i, j]
-                while q > 0 and upper[q - 1] > u:
-                    upper[q] = upper[q - 1]
-                    q -= 1
-                upper[q] = min(upper[q], u)
+                found[n_found], n_found = j, n_found + 1
+                q = np.searchsorted(upper, approx[i, j] + error[i, j])    # keep the k smallest
+                upper[q + 1:] = upper[q:k - 1].copy()
+                upper[q:q + 1] = approx[i, j] + error[i, j]
         if n_found == 0:
             if observers[g].any():          # rule 4: every distance undefined
                 for f in range(lo, hi):
@@ -322,7 +223,7 @@ def _fill(i, receivers, donors, approx, error, group_ptr, columns, observers, me
             if error[i, j] == 0:            # known exactly
                 exact[j] = approx[i, j]
             elif exact[j] < 0:
-                exact[j] = _exact(receivers[i], donors[j], zero, block_ptr,
+                exact[j] = _exact(receivers[i], donors[j], zero[i], block_ptr,
                                   block_squares[j], block_counts[j])
             dist[c] = exact[j]
         chosen = min(k, n_found)
@@ -362,15 +263,8 @@ def _fill_serial(arguments):
     return unfilled
 
 
-# Donors and the two routes --------------------------------------------------------------------
-
-
 class _Donors:
-    """Donor rows prepared once (a cluster of the bank): work-order values and summaries.
-
-    ``centred``, which only the products for many receivers read (as large as ``values``), is
-    made when first needed.
-    """
+    """Donor rows prepared once (a cluster of the bank): work-order values and summaries."""
 
     def __init__(self, rows, layout, dtype, name='donors', with_centred=False):
         self.layout = layout
@@ -387,23 +281,17 @@ class _Donors:
         self.norms = self.squares.sum(axis=1)
 
     def products_of(self, rows=None):
-        """Centred values, observed groups and group squares of rows (default: the donors').
-
-        These are what :func:`_products` reads.
-        """
+        """Return what :func:`_products` reads of rows (default: the donors)."""
         if rows is not None:
             return _summarise(rows, self.centre, self.layout.group_ptr, self.layout.block_ptr,
                               True)[:3]
-        if self.centred.size < self.values.size:
+        if self.centred.size < self.values.size:    # as large as values: made when needed
             self.centred = self.products_of(self.values)[0]
         return self.centred, self.observed, self.squares
 
 
 def _products(x, donors, symmetric):
-    """Approximate squared distances by float32 BLAS products, and their error bounds.
-
-    ``x``: (centred, observed, squares) of the receivers; ``symmetric``: they are the donors.
-    """
+    """Approximate squared distances of receivers ``x`` to the donors, and error bounds."""
     (centred, observed, squares), layout = x, donors.layout
     y_centred, y_observed, y_squares = donors.products_of()
     squared = squares @ y_observed.T
@@ -420,8 +308,8 @@ def _products(x, donors, symmetric):
         count = (observed * layout.sizes.astype(np.float32)) @ y_observed.T
     d, undefined = len(layout.order), count == 0
     scale = np.float32(d) / np.where(undefined, np.float32(1), count)
-    # BLAS rounding of the cross term (d products), of the group sums (G) and of the squares
-    # within a group (the largest), plus the centring and the last steps.
+    # Rounding of the cross term (d products), the group sums (G), the squares within a group
+    # (s), the centring and the last steps.
     bound = np.float32((d + len(layout.sizes) + layout.sizes.max() + 16) * _EPS32)
     error = np.add.outer(squares.sum(axis=1), donors.norms) * (bound * scale)
     squared = np.maximum(squared, 0) * scale
@@ -443,19 +331,20 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
         if same:
             rows = donors.values[start:stop]
         else:
-            _check_finite('receivers', chunk, range(start, stop))
+            check_not_infinite('receivers', chunk, range(start, stop))
             rows = layout.to_work(chunk, donors.values.dtype)
             layout.check_groups(rows, 'receivers', range(start, stop))
         few = len(rows) <= DIRECT_MAX_ROWS
+        zero = np.logical_and.reduceat(rows == 0, layout.block_ptr[:-1], axis=1)  # absent
         if few:
-            approx, error = _direct(rows, donors.values, layout.block_ptr,
+            approx, error = _direct(rows, donors.values, zero, layout.block_ptr,
                                     donors.block_squares, donors.block_counts)
         elif same:
             x = tuple(a[start:stop] for a in donors.products_of())
             approx, error = _products(x, donors, symmetric)
         else:
             approx, error = _products(donors.products_of(rows), donors, False)
-        arguments = (rows, donors.values, approx, error, layout.group_ptr, layout.order,
+        arguments = (rows, donors.values, approx, error, zero, layout.group_ptr, layout.order,
                      donors.observers, donors.mean, layout.block_ptr, donors.block_squares,
                      donors.block_counts, n_neighbors, out[start:stop])
         unfilled += int((_fill_serial if few else _fill_parallel)(arguments))
@@ -463,16 +352,13 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
 
 
 def compile_kernels():
-    """Compile the kernels for float32 rows, or load them from numba's cache; return seconds.
+    """Compile the kernels for float32 rows or load them from numba's cache; return seconds.
 
-    About 10 s on a new machine, under 1 s once numba has cached them; else the first
-    imputation of a process pays it.
+    About 10 s on a new machine, under 1 s from the cache; else the first imputation pays it.
     """
-    started = time.perf_counter()
-    rows = np.array([[0, 1, np.nan, 0], [1, 2, 3, 0], [2, np.nan, 4, 0]], np.float32)
-    for n in (1, DIRECT_MAX_ROWS + 1):
-        nan_knn_impute(np.repeat(rows[:1], n, axis=0), rows, 2, groups=[0, 1, 2, 3],
-                       blocks=[0, 0, 0, 1])
+    started, rows = time.perf_counter(), np.float32([[0, 1, np.nan, 0], [1, 2, 3, 0]])
+    for n in (1, DIRECT_MAX_ROWS + 1):      # one window, and many receivers
+        nan_knn_impute(np.repeat(rows[:1], n, 0), rows, groups=[0, 1, 2, 3], blocks=[0, 0, 0, 1])
     return time.perf_counter() - started
 
 
@@ -483,97 +369,57 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     Gives ``KNNImputer(n_neighbors, weights='distance').fit(donors).transform(receivers)`` by
     the rule in the module docstring, except that a feature no donor observes stays NaN.
 
-    Parameters
-    ----------
-    receivers : ndarray of shape (n, d), float
-        Rows to complete, NaN where missing; not modified. May be a memory map.
-    donors : ndarray of shape (m, d), float
-        Rows to take values from, NaN where missing; may be a memory map or float16. The
-        receivers array itself imputes a set from itself (symmetric products).
-    n_neighbors : int
-        Donors averaged per missing value.
-    groups : ndarray of shape (d,), int, optional
-        Group of each feature, for features always missing together (see
-        :func:`coordinate_groups`); by default found from the NaN pattern of both arrays
-        (:func:`missing_groups`): the same result. A row in which a given group is only
-        partly missing raises ValueError.
-    blocks : ndarray of shape (d,), int, optional
-        Block of each feature (each group inside one), such as the body slots of
-        :func:`coordinate_blocks`: only faster for absent bodies (see the module docstring).
-    chunk_size : int
-        Receivers whose distances are held at once: memory beyond the inputs and the output
-        is about ``8 * m * d`` bytes for the prepared donors plus ``12 * m`` per receiver of
-        a chunk (of all of them for a set imputed from itself).
-    return_unfilled : bool
-        Also return the number of values left NaN.
+    ``receivers`` (n, d) and ``donors`` (m, d): float rows, NaN where missing (memory maps
+    and float16 are fine; receivers are not modified); one array as both imputes a set from
+    itself. ``groups`` (d,) int: the group of each feature, for features always missing
+    together (:func:`coordinate_groups`); by default found from the NaN pattern of both arrays
+    (:func:`missing_groups`), with the same result; a row in which a given group is only partly
+    missing raises ValueError. ``blocks`` (d,) int: the block of each feature, each group
+    inside one (the body slots of :func:`coordinate_blocks`): faster for absent bodies, the
+    same result. ``chunk_size``: receivers whose distances are held at once; memory beyond
+    the inputs and output is about ``8 * m * d`` bytes for the donors and ``12 * m`` per
+    receiver of a chunk.
 
-    Returns
-    -------
-    imputed : ndarray of shape (n, d)
-        float32 for float16/float32 receivers, float64 for float64 (then the work is in
-        float64); NaN only where no donor observes the feature.
-    n_unfilled : int
-        Number of values left NaN; only when ``return_unfilled`` is True.
+    Returns the imputed rows, float32 for float16/float32 receivers and float64 for float64
+    (the work then in float64), NaN only where no donor observes the feature; with
+    ``return_unfilled``, also the number of values left NaN.
     """
     same = receivers is donors
-    receivers = _check_rows('receivers', receivers)
-    donors = _check_rows('donors', donors, receivers.shape[1])
-    n_neighbors = _check_count('n_neighbors', n_neighbors)
-    chunk_size = _check_count('chunk_size', chunk_size)
+    receivers = check_rows('receivers', receivers)
+    donors = check_rows('donors', donors, receivers.shape[1])
+    n_neighbors = check_int('n_neighbors', n_neighbors)
+    chunk_size = check_int('chunk_size', chunk_size)
     if groups is None:
         missing = np.isnan(donors) if same else np.isnan(np.concatenate([receivers, donors]))
         groups = missing_groups(missing)
         if blocks is not None:          # a pattern shared by two blocks: a group in each
-            blocks = _check_labels('blocks', blocks, receivers.shape[1])
+            blocks = check_ints('blocks', blocks, receivers.shape[1:])
             groups = np.unique(np.stack([groups, blocks]), axis=1, return_inverse=True)[1]
     layout = _Layout(groups, blocks, receivers.shape[1])
-    _check_finite('donors', donors, range(len(donors)))
+    check_not_infinite('donors', donors, range(len(donors)))
     dtype = np.float64 if np.float64 in (receivers.dtype, donors.dtype) else np.float32
     prepared = _Donors(donors, layout, dtype, with_centred=len(receivers) > DIRECT_MAX_ROWS)
     imputed, unfilled = _impute(prepared, receivers, n_neighbors, chunk_size, same)
     return (imputed, unfilled) if return_unfilled else imputed
 
 
-# The bank -------------------------------------------------------------------------------------
-
-
 class ClusterBank:
     """Donor rows of every cluster in one array, with the centroids that assign new samples.
 
-    Cluster k's donors are rows ``offsets_[k]:offsets_[k + 1]`` of ``donors_``; a receiver
-    assigned to cluster k is imputed from those only, in float32. A cluster is prepared
-    (float32 work-order copy and summaries, about ``4 * n_k * d`` bytes, 20 MB for 667 NTU
-    windows; twice that once more than ``DIRECT_MAX_ROWS`` receivers come at once) on first
-    use, or ahead of it by :meth:`prepare`, and cached: do not share the object between threads.
-
-    Parameters
-    ----------
-    groups : ndarray of shape (d,), int, optional
-        As in :func:`nan_knn_impute`; saved with the bank. Without it each feature is its own
-        group (right, but slower).
-    blocks : ndarray of shape (d,), int, optional
-        As in :func:`nan_knn_impute`; not saved: pass it to :meth:`load` or :meth:`set_blocks`.
-    chunk_size : int
-        Receivers imputed together.
-    max_cached_clusters : int
-        Clusters whose prepared donors are kept between calls.
-
-    Attributes
-    ----------
-    centroids_ : ndarray of shape (K, e), float32
-    donors_ : ndarray of shape (n_bank, d), float16 or float32
-        NaN where missing; grouped by cluster, original order within a cluster.
-    offsets_ : ndarray of shape (K + 1,), int64
-    donor_index_ : ndarray of shape (n_bank,), int64
-        Row of the ``donors`` given to :meth:`from_clusters` that each bank row came from.
-    n_features_in_ : int
+    Cluster k's donors are rows ``offsets_[k]:offsets_[k + 1]`` of ``donors_`` ((n_bank, d)
+    float16 or float32, NaN where missing); a receiver of cluster k is imputed from those only,
+    in float32. ``centroids_`` (K, e); ``donor_index_``: the row of the ``donors`` given to
+    :meth:`from_clusters` that each bank row came from. A cluster is prepared (about ``4 * n_k
+    * d`` bytes, 20 MB for 667 NTU windows; twice that once over ``DIRECT_MAX_ROWS`` receivers
+    come at once) on first use or by :meth:`prepare`; the last ``max_cached_clusters`` are
+    kept, so do not share a bank between threads. ``groups`` (saved with the bank; without it
+    every feature is a group: right, slower) and ``blocks`` (not saved) as in
+    :func:`nan_knn_impute`.
     """
 
     def __init__(self, groups=None, blocks=None, chunk_size=256, max_cached_clusters=4):
-        self.groups = groups
-        self.blocks = blocks
-        self.chunk_size = chunk_size
-        self.max_cached_clusters = max_cached_clusters
+        self.groups, self.blocks = groups, blocks
+        self.chunk_size, self.max_cached_clusters = chunk_size, max_cached_clusters
 
     @classmethod
     def from_clusters(cls, centroids, donors, labels, *, dtype=np.float32, **settings):
@@ -584,52 +430,41 @@ class ClusterBank:
         float32 or float16, the storage type of ``donors_``; ``settings`` go to the class.
         """
         bank = cls(**settings)
-        centroids = _check_rows('centroids', centroids)
+        centroids = check_rows('centroids', centroids)
         if not np.isfinite(centroids).all():
             raise ValueError('centroids: expected finite values')
-        donors = _check_rows('donors', donors)
-        labels = np.asarray(labels)
-        n_clusters = len(centroids)
-        if labels.shape != (len(donors),) or labels.dtype.kind not in 'iu':
-            raise ValueError(f'labels: expected an int array of shape ({len(donors)},), got '
-                             f'{labels.dtype} {labels.shape}')
-        if labels.size and (labels.min() < 0 or labels.max() >= n_clusters):
-            raise ValueError(f'labels: expected values in 0..{n_clusters - 1}, got '
-                             f'{labels.min()}..{labels.max()}')
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float16, np.float32):
-            raise ValueError(f'dtype: expected float16 or float32, got {dtype}')
+        donors = check_rows('donors', donors)
+        labels = check_ints('labels', labels, (len(donors),), len(centroids))
+        if np.dtype(dtype) not in (np.float16, np.float32):
+            raise ValueError(f'dtype: expected float16 or float32, got {np.dtype(dtype)}')
         layout = _Layout(bank.groups, None, donors.shape[1])
         order = np.argsort(labels, kind='stable')
         stored = np.empty(donors.shape, dtype=dtype)
         for start in range(0, len(order), _ROWS_PER_STEP):
             index = order[start:start + _ROWS_PER_STEP]
             rows = np.asarray(donors[index])
-            _check_finite('donors', rows, index)
+            check_not_infinite('donors', rows, index)
             layout.check_groups(layout.to_work(rows, np.float32), 'donors', index)
             with np.errstate(over='ignore'):
-                stored[start:start + len(index)] = rows.astype(dtype)
+                stored[start:start + len(index)] = rows
             if np.isinf(stored[start:start + len(index)]).any():
-                raise ValueError(f'donors: values beyond the {dtype} range (largest '
+                raise ValueError(f'donors: values beyond the {np.dtype(dtype)} range (largest '
                                  f'{np.nanmax(np.abs(rows))}); store the bank as float32')
-        offsets = np.concatenate([[0], np.cumsum(np.bincount(labels, minlength=n_clusters))])
-        bank._set_state(centroids.astype(np.float32), stored, offsets.astype(np.int64),
-                        order.astype(np.int64))
+        counts = np.bincount(labels, minlength=len(centroids))
+        bank._set_state(centroids.astype(np.float32), stored,
+                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), order)
         return bank
 
     def _set_state(self, centroids, donors, offsets, donor_index):
         self._layout = _Layout(self.groups, self.blocks, donors.shape[1])
-        self.centroids_, self.donors_ = centroids, donors
-        self.offsets_, self.donor_index_ = offsets, donor_index
-        self.n_features_in_ = donors.shape[1]
-        self._prepared = OrderedDict()
+        self.centroids_, self.donors_, self.offsets_ = centroids, donors, offsets
+        self.donor_index_, self.n_features_in_, self._prepared = donor_index, donors.shape[1], {}
 
     def set_blocks(self, blocks):
-        """Set ``blocks`` (see the class parameters) of a built or loaded bank; returns self."""
+        """Set ``blocks`` of a built or loaded bank; returns self."""
         self._check_fitted()
         self._layout = _Layout(self.groups, blocks, self.n_features_in_)
-        self.blocks = blocks
-        self._prepared = OrderedDict()
+        self.blocks, self._prepared = blocks, {}
         return self
 
     def _check_fitted(self):
@@ -651,9 +486,9 @@ class ClusterBank:
         return self.donors_[self.offsets_[cluster]:self.offsets_[cluster + 1]]
 
     def assign(self, embeddings):
-        """Nearest centroid (euclidean) of each (n, e) embedding, as KMeans.predict: (n,) int64."""
+        """Nearest centroid of each (n, e) embedding, as KMeans.predict: (n,) int64."""
         self._check_fitted()
-        embeddings = _check_rows('embeddings', embeddings, self.centroids_.shape[1])
+        embeddings = check_rows('embeddings', embeddings, self.centroids_.shape[1])
         if not np.isfinite(embeddings).all():
             raise ValueError('embeddings: expected finite values')
         c = self.centroids_.astype(np.float64)
@@ -661,35 +496,24 @@ class ClusterBank:
         return np.argmin(squared, axis=1).astype(np.int64)
 
     def _donors_of(self, cluster):
-        prepared = self._prepared.get(cluster)
-        if prepared is None:
-            prepared = _Donors(self.cluster_donors(cluster), self._layout, np.float32,
-                               name=f'cluster {cluster} donors')
-            self._prepared[cluster] = prepared
-            while len(self._prepared) > max(0, self.max_cached_clusters):
-                self._prepared.popitem(last=False)
-        self._prepared.move_to_end(cluster)
+        prepared = self._prepared.pop(cluster, None) or _Donors(
+            self.cluster_donors(cluster), self._layout, np.float32, f'cluster {cluster} donors')
+        self._prepared[cluster] = prepared          # a dict keeps order: the last used last
+        while len(self._prepared) > max(0, self.max_cached_clusters):
+            del self._prepared[next(iter(self._prepared))]
         return prepared
 
     def prepare(self, clusters=None):
-        """Prepare clusters now, as their first window would, so that no later call waits.
+        """Prepare clusters (default: the largest) now, so that no later call waits; list them.
 
-        ``clusters``: at most ``max_cached_clusters`` ids, the last kept longest; by default
-        the largest non-empty clusters, the largest kept longest. Returns the list prepared.
+        Explicit ``clusters``: at most ``max_cached_clusters`` ids, the last kept longest.
         """
         self._check_fitted()
-        limit = _check_count('max_cached_clusters', self.max_cached_clusters)
-        sizes = np.diff(self.offsets_)
-        if clusters is None:
-            by_size = np.argsort(-sizes, kind='stable')
-            clusters = by_size[sizes[by_size] > 0][:limit][::-1]
-        clusters = np.asarray(clusters)
-        if clusters.ndim != 1 or (clusters.size and clusters.dtype.kind not in 'iu'):
-            raise ValueError(f'clusters: expected a sequence of int, got {clusters.dtype} '
-                             f'{clusters.shape}')
-        if clusters.size and (clusters.min() < 0 or clusters.max() >= self.n_clusters):
-            raise ValueError(f'clusters: expected values in 0..{self.n_clusters - 1}, got '
-                             f'{clusters.min()}..{clusters.max()}')
+        limit = check_int('max_cached_clusters', self.max_cached_clusters)
+        if clusters is None:    # the largest non-empty ones, the largest last (kept longest)
+            sizes = np.diff(self.offsets_)
+            clusters = np.argsort(-sizes, kind='stable')[:min(limit, sum(sizes > 0))][::-1]
+        clusters = check_ints('clusters', clusters, np.shape(clusters)[:1], self.n_clusters)
         if len(clusters) > limit:
             raise ValueError(f'clusters: expected at most max_cached_clusters = {limit} '
                              f'clusters (more would evict the first), got {len(clusters)}')
@@ -698,24 +522,16 @@ class ClusterBank:
         return clusters.tolist()
 
     def impute(self, receivers, clusters, n_neighbors=5):
-        """Fill NaN in each receiver from the donors of its cluster only.
+        """Fill NaN in each receiver (n, d) from the donors of its cluster (n,) only.
 
-        ``receivers`` (n, d) float, NaN where missing (not modified); ``clusters`` (n,) int,
-        see :meth:`assign`. Returns the imputed rows (float32, float64 for float64 input) and
-        the number of values left NaN (no donor of the cluster observes the feature).
+        Returns the imputed rows (float32; float64 for float64 input) and the number of values
+        left NaN because no donor of the cluster observes them.
         """
         self._check_fitted()
-        receivers = _check_rows('receivers', receivers, self.n_features_in_)
-        n_neighbors = _check_count('n_neighbors', n_neighbors)
-        chunk_size = _check_count('chunk_size', self.chunk_size)
-        clusters = np.asarray(clusters)
-        if clusters.shape != (len(receivers),) or clusters.dtype.kind not in 'iu':
-            raise ValueError(f'clusters: expected an int array of shape ({len(receivers)},), '
-                             f'got {clusters.dtype} {clusters.shape}')
-        low, high = (int(clusters.min()), int(clusters.max())) if clusters.size else (0, 0)
-        if low < 0 or high >= self.n_clusters:
-            raise ValueError(f'clusters: expected values in 0..{self.n_clusters - 1}, got '
-                             f'{low}..{high}')
+        receivers = check_rows('receivers', receivers, self.n_features_in_)
+        n_neighbors = check_int('n_neighbors', n_neighbors)
+        chunk_size = check_int('chunk_size', self.chunk_size)
+        clusters = check_ints('clusters', clusters, (len(receivers),), self.n_clusters)
         out = np.empty(receivers.shape, dtype=np.result_type(receivers.dtype, np.float32))
         unfilled = 0
         for cluster in np.unique(clusters).tolist():
@@ -744,11 +560,10 @@ class ClusterBank:
 
     @classmethod
     def load(cls, directory, mmap=True, **settings):
-        """Read a bank written by :meth:`save`.
+        """Read a bank written by :meth:`save`; ``mmap``: memory-map ``donors.npy`` read-only.
 
-        ``mmap``: memory-map ``donors.npy`` (read-only); ``settings``: ``blocks``,
-        ``chunk_size`` and ``max_cached_clusters`` (``groups`` comes from the files). Raises
-        ValueError if a file is missing, of another format version, or the arrays disagree.
+        ``settings``: ``blocks``, ``chunk_size``, ``max_cached_clusters``. Raises ValueError for
+        a missing file, another format version or arrays that disagree.
         """
         meta_path = os.path.join(directory, 'bank.json')
         if not os.path.exists(meta_path):
@@ -756,27 +571,24 @@ class ClusterBank:
                              'ClusterBank.save')
         with open(meta_path) as f:
             meta = json.load(f)
-        if (meta.get('format'), meta.get('format_version')) != (BANK_FORMAT,
-                                                                BANK_FORMAT_VERSION):
-            raise ValueError(f'{meta_path}: expected format {BANK_FORMAT} '
-                             f'v{BANK_FORMAT_VERSION}, got {meta.get("format")} '
-                             f'v{meta.get("format_version")}')
+        if (meta.get('format'), meta.get('format_version')) != (BANK_FORMAT, BANK_FORMAT_VERSION):
+            raise ValueError(f'{meta_path}: expected format {BANK_FORMAT} v{BANK_FORMAT_VERSION}'
+                             f', got {meta.get("format")} v{meta.get("format_version")}')
         k, d, n = meta['n_clusters'], meta['n_features'], meta['n_donors']
         expected = {'centroids': ((k, None), 'float32'), 'donors': ((n, d), meta['dtype']),
-                    'offsets': ((k + 1,), 'int64'), 'donor_index': ((n,), 'int64')}
-        if 'groups' in meta['arrays']:
-            expected['groups'] = ((d,), 'int64')
+                    'offsets': ((k + 1,), 'int64'), 'donor_index': ((n,), 'int64'),
+                    'groups': ((d,), 'int64')}
         arrays = {}
-        for name, (shape, dtype) in expected.items():
-            path = os.path.join(directory, f'{name}.npy')
+        for name in [name for name in expected if name != 'groups' or name in meta['arrays']]:
+            (shape, dtype), path = expected[name], os.path.join(directory, f'{name}.npy')
             if not os.path.exists(path):
                 raise ValueError(f'{path}: missing')
             mode = 'r' if mmap and name == 'donors' else None
             array = arrays[name] = np.load(path, mmap_mode=mode, allow_pickle=False)
             got = tuple(s if e is not None else None for s, e in zip(array.shape, shape))
             if got != shape or array.ndim != len(shape) or array.dtype.name != dtype:
-                raise ValueError(f'{directory}/{name}.npy: expected {dtype} {shape}, got '
-                                 f'{array.dtype} {array.shape}')
+                raise ValueError(f'{path}: expected {dtype} {shape}, got {array.dtype} '
+                                 f'{array.shape}')
         offsets = arrays['offsets']
         if offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
             raise ValueError(f'{directory}/offsets.npy: expected non-decreasing offsets from 0 '

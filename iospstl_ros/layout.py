@@ -126,3 +126,21 @@ def hop_distance(edges=EDGES, num_joints=NUM_JOINTS):
             distance[source, reached] = hops
             frontier = list(reached)
     return distance
+
+
+def coordinate_groups(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
+    """Joint of every feature of a flattened ``(C, T, V, M)`` sample: one group per (t, v, m).
+
+    Returns an int64 array of shape ``(3 * T * V * M,)``: feature i belongs to joint
+    ``(t * V + v) * M + m``, so x, y and z of a joint share it (the KNN imputer's ``groups``).
+    """
+    per_channel = int(num_frames) * int(num_joints) * int(num_bodies)
+    if per_channel < 1:
+        raise ValueError('expected num_frames, num_joints and num_bodies >= 1, got '
+                         f'{num_frames}, {num_joints}, {num_bodies}')
+    return np.tile(np.arange(per_channel, dtype=np.int64), NUM_CHANNELS)
+
+
+def coordinate_blocks(num_frames, num_joints=NUM_JOINTS, num_bodies=MAX_BODIES):
+    """Body slot m of every feature of a flattened ``(C, T, V, M)`` sample (``blocks``)."""
+    return coordinate_groups(num_frames, num_joints, num_bodies) % int(num_bodies)

@@ -46,6 +46,7 @@ from iospstl_ros.layout import MAX_BODIES, NUM_CHANNELS, NUM_JOINTS
 from iospstl_ros.model_dir import CLASSIFIER_FILE, load_model_dir, ModelDir, STAGE1_FILE
 from iospstl_ros.preprocess import fill_occluded, preprocess_sequence
 from iospstl_ros.runtime import BACKENDS, MAX_BATCH, open_runner
+from iospstl_ros.validation import check_int
 import numpy as np
 
 #: Per-stage timings of a result, in this order.
@@ -105,12 +106,6 @@ def softmax(logits):
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f'{name}: expected an int >= 1, got {value!r}')
-    return int(value)
 
 
 def split_windows(windows):
@@ -194,8 +189,8 @@ class Pipeline:
         if backend not in BACKENDS:
             raise ValueError(f'backend: expected one of {BACKENDS}, got {backend!r}')
         self.backend = backend
-        self.threads = _positive_int(threads, 'threads')
-        self.top_k = _positive_int(top_k, 'top_k')
+        self.threads = check_int('threads', threads)
+        self.top_k = check_int('top_k', top_k)
         self.imputation = bool(imputation)
         if isinstance(model_dir, ModelDir):
             self.model = model_dir

@@ -55,6 +55,7 @@ import math
 from iospstl_ros.axes import AXES, check_axes, from_ntu, to_ntu
 from iospstl_ros.cloud import CloudError
 from iospstl_ros.layout import CENTER_JOINT, LEFT_SHOULDER, NUM_JOINTS, RIGHT_SHOULDER
+from iospstl_ros.validation import check_int
 import numpy as np
 
 #: Label levels, as in diagnostic_msgs/DiagnosticStatus.
@@ -65,12 +66,6 @@ MIN_FIT_JOINTS = 3
 
 class StampError(CloudError):
     """A frame whose stamp goes backwards (reason ``stamp_backwards``)."""
-
-
-def _check_int(name, value, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < low:
-        raise ValueError(f'{name}: expected an int >= {low}, got {value!r}')
 
 
 def _check_float(name, value, low, high=math.inf, low_open=False):
@@ -137,17 +132,17 @@ class TrackerConfig:
     input_axes: str = AXES[0]
 
     def __post_init__(self):
-        _check_int('window', self.window, 1)
-        _check_int('min_frames', self.min_frames, 1)
+        check_int('window', self.window, 1)
+        check_int('min_frames', self.min_frames, 1)
         if self.min_frames > self.window:
             raise ValueError(f'min_frames: expected at most window ({self.window}), got '
                              f'{self.min_frames}')
-        _check_int('stride', self.stride, 1)
+        check_int('stride', self.stride, 1)
         _check_float('timeout_s', self.timeout_s, 0.0, low_open=True)
         _check_float('pair_distance', self.pair_distance, 0.0)
-        _check_int('smoothing', self.smoothing, 1)
-        _check_int('max_bodies', self.max_bodies, 1)
-        _check_int('top_k', self.top_k, 1)
+        check_int('smoothing', self.smoothing, 1)
+        check_int('max_bodies', self.max_bodies, 1)
+        check_int('top_k', self.top_k, 1)
         _check_float('min_confidence', self.min_confidence, 0.0, 1.0)
         _check_float('max_occluded_ratio', self.max_occluded_ratio, 0.0, 1.0)
         for name in ('pair_bodies', 'keep_imputed'):
