@@ -207,7 +207,7 @@ def online(options, baseline):
         donors[labels == cluster] = synthetic_sequences(
             sizes[cluster], rng, np.random.default_rng([options.seed, cluster]),
             absent_as_missing=True)
-    cluster = 7
+    cluster = int(np.argmax(sizes))           # prepared at start-up, as the largest
     windows = synthetic_sequences(options.windows, rng,
                                   np.random.default_rng([options.seed, cluster]))
     windows = windows[np.isnan(windows).any(axis=1)]
@@ -229,8 +229,10 @@ def online(options, baseline):
         startup = time.perf_counter() - start
         first = timed(lambda: bank.impute(windows[:1], [cluster]))[0]
         banks[name] = bank
+        megabytes = sum(a.nbytes for a in vars(bank._prepared[cluster]).values()
+                        if isinstance(a, np.ndarray)) / 1e6
         print(f'    {name}: start-up {startup:.2f} s (compile, prepare {len(bank._prepared)} '
-              f'clusters); first window {1e3 * first:.2f} ms')
+              f'clusters, {megabytes:.0f} MB each); first window {1e3 * first:.2f} ms')
     times = {name: [] for name in banks}
     outputs = {name: [] for name in banks}
     for _ in tqdm(range(options.passes), desc='online passes', leave=False):

@@ -19,13 +19,13 @@ How. Features always missing together (a joint's x, y, z) form a *group*, given 
 the NaN pattern; donors are chosen once per missing group. Every distance that decides a choice
 or a weight is *exact*, a float64 sum over the shared features. For a few receivers (an online
 window) all are. For many, float32 BLAS products on centred values give each distance with an
-error bound that holds for any BLAS and summation order (``(d + G + s + 16) eps`` times the
-rows' squared norms; G groups, the largest of size s); per receiver and missing group, a
-compiled loop walks the donors by lower bound until none can beat the k-th smallest upper
-bound, and sums exactly the distances of those it met. So the result is scikit-learn's float64
-result on the same values, on any CPU. With body slots as ``blocks``, a receiver's block of
-observed zeros (an absent body) takes each donor's block total, computed once, and a donor's
-block with nothing observed (an absent body in a bank) is skipped.
+error bound that holds for any BLAS and summation order (``(d + G + 16) eps`` times the rows'
+squared norms, G groups); per receiver and missing group, a compiled loop walks the donors by
+lower bound until none can beat the k-th smallest upper bound, and sums exactly the distances
+of those it met. So the result is scikit-learn's float64 result on the same values, on any
+CPU. With body slots as ``blocks``, a receiver's block of observed zeros (an absent body) takes
+each donor's block total, computed once, and a donor's block with nothing observed (an absent
+body in a bank) is skipped.
 """
 
 import json
@@ -164,14 +164,14 @@ def _summarise(values, centre, group_ptr, block_ptr, with_centred):
         for g in range(n_groups):
             while group_ptr[g] >= block_ptr[b + 1]:
                 b += 1
-            seen, square = 0, np.float32(0.0)
+            seen, square = 0, 0.0
             for f in range(group_ptr[g], group_ptr[g + 1]):
                 v = values[i, f]
                 if v == v:
                     z = np.float32(v - centre[f])
                     if with_centred:
                         centred[i, f] = z
-                    square += z * z
+                    square += np.float64(z) * np.float64(z)
                     block_squares[i, b] += np.float64(v) * np.float64(v)
                     seen += 1
             observed[i, g], squares[i, g] = seen > 0, square
@@ -308,9 +308,9 @@ def _products(x, donors, symmetric):
         count = (observed * layout.sizes.astype(np.float32)) @ y_observed.T
     d, undefined = len(layout.order), count == 0
     scale = np.float32(d) / np.where(undefined, np.float32(1), count)
-    # Rounding of the cross term (d products), the group sums (G), the squares within a group
-    # (s), the centring and the last steps.
-    bound = np.float32((d + len(layout.sizes) + layout.sizes.max() + 16) * _EPS32)
+    # Rounding of the cross term (d products), of the group sums (G), of the centring and of
+    # the last steps (the squares within a group are float64 sums, rounded once).
+    bound = np.float32((d + len(layout.sizes) + 16) * _EPS32)
     error = np.add.outer(squares.sum(axis=1), donors.norms) * (bound * scale)
     squared = np.maximum(squared, 0) * scale
     squared[undefined], error[undefined] = np.inf, 0

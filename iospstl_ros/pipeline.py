@@ -47,6 +47,7 @@ from iospstl_ros.model_dir import CLASSIFIER_FILE, load_model_dir, ModelDir, STA
 from iospstl_ros.preprocess import fill_occluded, preprocess_sequence
 from iospstl_ros.runtime import BACKENDS, MAX_BATCH, open_runner
 from iospstl_ros.validation import check_int
+import numba
 import numpy as np
 
 #: Per-stage timings of a result, in this order.
@@ -151,7 +152,9 @@ class Pipeline:
     backend : {'auto', 'cpu', 'cuda', 'tensorrt', 'tensorrt-native'}
         See :mod:`iospstl_ros.runtime`; ``providers`` tells which one serves.
     threads : int
-        ONNX Runtime intra-op threads per graph.
+        ONNX Runtime intra-op threads per graph, and numba's threads for the imputation of
+        batches (set for the thread that builds the pipeline); one window is imputed on the
+        calling thread alone.
     top_k : int
         Classes listed in each result (at most the number of classes).
     cache_dir : str, optional
@@ -190,6 +193,10 @@ class Pipeline:
             raise ValueError(f'backend: expected one of {BACKENDS}, got {backend!r}')
         self.backend = backend
         self.threads = check_int('threads', threads)
+        # Threads, on purpose: ONNX Runtime runs each graph on `threads`; the imputation of a
+        # few windows of a cluster runs on the calling thread (no pool, no BLAS), and more at
+        # once (offline batches) on numba's pool, limited here to `threads` as well.
+        numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         self.top_k = check_int('top_k', top_k)
         self.imputation = bool(imputation)
         if isinstance(model_dir, ModelDir):

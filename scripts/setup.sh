@@ -9,7 +9,7 @@ python=${PYTHON:-python3}
 stamp=$venv/.iospstl-setup
 want=$(cat "$here/scripts/requirements.txt" "$here/setup.py" | sha256sum | cut -d' ' -f1)
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c 'import rclpy, torch, onnxruntime, sklearn, iospstl_ros' 2>/dev/null; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c 'import rclpy, torch, onnxruntime, sklearn, numba, hypothesis, iospstl_ros' 2>/dev/null; then
   echo "setup: $venv is up to date"
   exit 0
 fi

@@ -298,6 +298,31 @@ def test_memory_mapped_inputs(tmp_path):
     assert_matches(nan_knn_impute(mapped, mapped), expected, scale_of(windows))
 
 
+def test_approximate_distances_stay_within_their_bounds():
+    # The bound is what lets exact sums decide: every product distance must lie inside it,
+    # also with a large common offset (cancellation) and groups of unequal size.
+    from iospstl_ros.imputation import _Donors, _Layout, _products
+    rng = np.random.default_rng(30)
+    groups = rng.permutation(np.repeat(np.arange(60), rng.integers(1, 4, 60)))
+    rows = 500.0 + rng.normal(0, 1, (80, len(groups))) * rng.uniform(1e-3, 1, (80, 1))
+    rows[rng.random((80, 60))[:, groups] < 0.2] = nan
+    layout = _Layout(groups, None, len(groups))
+    donors = _Donors(rows[:50], layout, np.float32, with_centred=True)
+    x = rows[50:].astype(np.float32).astype(np.float64)
+    y = rows[:50].astype(np.float32).astype(np.float64)
+    for part, symmetric in ((donors.products_of(donors.values), True),
+                            (donors.products_of(layout.to_work(rows[50:], np.float32)), False)):
+        approx, error = _products(part, donors, symmetric)
+        a = y if symmetric else x
+        both = ~np.isnan(a)[:, None] & ~np.isnan(y)[None]
+        with np.errstate(invalid='ignore', divide='ignore'):
+            exact = (np.where(both, a[:, None] - y[None], 0) ** 2).sum(axis=2) * (
+                len(groups) / both.sum(axis=2))
+        defined = both.any(axis=2)
+        assert np.array_equal(np.isfinite(approx), defined)
+        assert np.all(np.abs(approx - exact)[defined] <= error[defined])
+
+
 # Property-based differential test against scikit-learn -----------------------------------
 
 
