@@ -22,5 +22,8 @@ $pip install -q --upgrade pip "setuptools>=70,<80" wheel
 $pip install -q torch==2.13.0
 $pip install -q -r "$here/scripts/requirements.txt"
 $pip install -q --no-deps -e "$here"
+# Compile the imputer's kernels once into numba's cache (about 10-15 s), so that no node and
+# no test compiles them on its first window.
+"$venv/bin/python" -c 'import iospstl_ros.imputation as m; m.compile_kernels()'
 echo "$want" > "$stamp"
 echo "setup: ready. Activate with: source $venv/bin/activate"
