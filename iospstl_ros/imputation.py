@@ -208,9 +208,10 @@ def _fill(i, receivers, donors, approx, error, zero, group_ptr, columns, observe
                 break
             if observers[g, j]:
                 found[n_found], n_found = j, n_found + 1
-                q = np.searchsorted(upper, approx[i, j] + error[i, j])    # keep the k smallest
-                upper[q + 1:] = upper[q:k - 1].copy()
-                upper[q:q + 1] = approx[i, j] + error[i, j]
+                q, u = k - 1, approx[i, j] + error[i, j]        # keep the k smallest, sorted
+                while q > 0 and upper[q - 1] > u:
+                    upper[q], q = upper[q - 1], q - 1
+                upper[q] = min(upper[q], u)
         if n_found == 0:
             if observers[g].any():          # rule 4: every distance undefined
                 for f in range(lo, hi):
@@ -301,11 +302,11 @@ def _products(x, donors, symmetric):
     else:
         squared += observed @ y_squares.T
         squared -= 2 * (centred @ y_centred.T)
-    if (layout.sizes == layout.sizes[0]).all():         # equal groups (a skeleton's joints)
-        count = observed @ observed.T if symmetric else observed @ y_observed.T
-        count *= np.float32(layout.sizes[0])
-    else:
-        count = (observed * layout.sizes.astype(np.float32)) @ y_observed.T
+    count = 0                                   # shared features: one product per group size
+    for size in np.unique(layout.sizes):
+        a = observed[:, layout.sizes == size]
+        count = count + np.float32(size) * (a @ a.T if symmetric else
+                                            a @ y_observed[:, layout.sizes == size].T)
     d, undefined = len(layout.order), count == 0
     scale = np.float32(d) / np.where(undefined, np.float32(1), count)
     # Rounding of the cross term (d products), of the group sums (G), of the centring and of
