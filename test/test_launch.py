@@ -22,6 +22,7 @@ import signal
 import subprocess
 
 from diagnostic_msgs.msg import DiagnosticArray
+import install_space
 from iospstl_ros.axes import from_ntu
 from iospstl_ros.nodes._ros_helpers import skeleton_cloud, status_values
 from iospstl_ros.synthetic import generate_sequence
@@ -249,6 +250,18 @@ def one_body(first, count, body_id=5):
 
 
 # ------------------------------------------------------------------------- the launch file
+
+
+def test_missing_tools_skip_in_a_plain_clone_and_fail_beside_the_shared_folder(
+        monkeypatch, tmp_path):
+    monkeypatch.setattr(install_space, 'TOOL_MODULES', ('iospstl_no_such_module',))
+    monkeypatch.setattr(install_space, 'SHARED_TOOLS', str(tmp_path / 'absent'))
+    with pytest.raises(pytest.skip.Exception,
+                       match='cannot import iospstl_no_such_module .No module named '):
+        install_space.ros2_command()
+    monkeypatch.setattr(install_space, 'SHARED_TOOLS', str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match=f'although {tmp_path} exists: '):
+        install_space.ros2_command()
 
 
 def test_launch_file_loads_with_launch_ros(ros2_command, install_env, share, monkeypatch):
