@@ -63,8 +63,8 @@ def collect_ros_garbage():
 def launch_env(ros2_command, install_env, tmp_path):
     """Return the environment of ``ros2`` commands: install space, quick discovery, tmp logs."""
     env = fast_discovery_env(base=install_env)
+    env['PATH'] = os.path.dirname(ros2_command) + os.pathsep + env['PATH']
     env['ROS_LOG_DIR'] = str(tmp_path / 'ros_log')
-    env['ROS2_COMMAND'] = ros2_command
     return env
 
 
@@ -91,7 +91,7 @@ def ros2(env, command, verb, *args, timeout=60):
         [[], ['--spin-time', '1.5'], ['--spin-time', '4']]
     for option in options:
         result = subprocess.run(
-            [env['ROS2_COMMAND'], command, verb, '--no-daemon', *option, *args], env=env,
+            ['ros2', command, verb, '--no-daemon', *option, *args], env=env,
             capture_output=True, text=True, timeout=timeout)
         if result.stderr != 'Node not found\n':
             break
@@ -105,7 +105,7 @@ class Launch:
         self.log_path = log_path
         self._log = open(log_path, 'w')
         self.process = subprocess.Popen(
-            [env['ROS2_COMMAND'], 'launch', PACKAGE, 'iospstl.launch.py',
+            ['ros2', 'launch', PACKAGE, 'iospstl.launch.py',
              *(f'{name}:={value}' for name, value in arguments.items())],
             env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -114,7 +114,7 @@ class Launch:
         return self
 
     def __exit__(self, *exc_info):
-        if self.process.poll() is None:  # the test failed before it stopped launch
+        if self.process.poll() is None or self.session_processes():  # a test failed midway
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
         self._log.close()
@@ -327,8 +327,7 @@ def test_ros2_launch_with_every_argument_serves_labels_and_one_sigint_ends_it(
                    for stamp, _ in peer.health)
         (node,) = launch.node_processes()
         assert launch.interrupt() == 0
-        gone, alive = psutil.wait_procs([node], timeout=10)
-        assert not alive and launch.session_processes() == []
+        assert not psutil.wait_procs([node], timeout=10)[1] and launch.session_processes() == []
         output = launch.output()
     assert f'model {model} (17 classes) loaded' in output, output
     assert 'active: /cam1/skeletons -> /cam1/action_labels' in output, output
@@ -390,7 +389,7 @@ def test_ros2_lifecycle_walks_the_node_and_labels_come_only_while_active(
         assert len(peer.statuses()) == 2  # nothing while inactive
         assert lifecycle('set', target, 'cleanup') == 'Transitioning successful\n'
         assert lifecycle('get', target) == 'unconfigured [1]\n'
-        assert launch.interrupt() == 0
+        assert launch.interrupt() == 0 and launch.session_processes() == []
         output = launch.output()
     assert 'loaded and warmed up' in output and 'process has finished cleanly' in output, output
     assert 'Traceback' not in output and '[ERROR]' not in output, output
@@ -427,7 +426,7 @@ def test_ros2_param_set_changes_the_cadence_refuses_read_only_and_dump_loads_bac
         assert result.returncode == 0, result
         dumped = yaml.safe_load(result.stdout)[target]['ros__parameters']
         assert (dumped['stride'], dumped['window'], dumped['min_frames']) == (6, 12, 6)
-        assert launch.interrupt() == 0
+        assert launch.interrupt() == 0 and launch.session_processes() == []
     dump = tmp_path / 'dump.yaml'
     dump.write_text(result.stdout)
 
@@ -439,6 +438,6 @@ def test_ros2_param_set_changes_the_cadence_refuses_read_only_and_dump_loads_bac
         assert peer.label_stamps(2) == [(stamps[5], '5'), (stamps[11], '5')]  # stride 6
         spin_for(peer.executor, 0.3)
         assert len(peer.statuses()) == 2
-        assert launch.interrupt() == 0
+        assert launch.interrupt() == 0 and launch.session_processes() == []
         output = launch.output()
     assert 'Traceback' not in output and '[ERROR]' not in output, output
