@@ -59,9 +59,12 @@ def wait_for_match(executor, publisher, subscribers=1, timeout=10.0):
                       timeout)
 
 
-def fast_discovery_env(domain_id=None):
-    """Environment for a child process: LOCALHOST discovery, this domain, fast Fast DDS."""
-    env = dict(os.environ)
+def fast_discovery_env(domain_id=None, base=None):
+    """Environment for a child process: LOCALHOST discovery, this domain, fast Fast DDS.
+
+    ``base`` is the environment to start from (default: ``os.environ``).
+    """
+    env = dict(os.environ if base is None else base)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     if domain_id is not None:
         env['ROS_DOMAIN_ID'] = str(domain_id)
