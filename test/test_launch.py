@@ -98,6 +98,15 @@ def ros2(env, command, verb, *args, timeout=60):
     return result
 
 
+def _default_sigint():
+    """Let the launch process take SIGINT even where pytest runs with it ignored.
+
+    A command started with ``&`` by a non-interactive shell ignores SIGINT, and so would every
+    process it starts; ``ros2 launch`` could then never be interrupted.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Launch:
     """``ros2 launch iospstl_ros iospstl.launch.py NAME:=VALUE...``, in a session of its own."""
 
@@ -108,7 +117,7 @@ class Launch:
             ['ros2', 'launch', PACKAGE, 'iospstl.launch.py',
              *(f'{name}:={value}' for name, value in arguments.items())],
             env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_default_sigint)
 
     def __enter__(self):
         return self
