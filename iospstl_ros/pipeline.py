@@ -166,7 +166,7 @@ class Pipeline:
     spin : bool
         Let idle ONNX Runtime threads spin-wait (see :class:`~iospstl_ros.runtime.OnnxRunner`).
     max_cached_clusters : int
-        Clusters whose prepared donors stay in memory between calls (about 60 MB each for an
+        Clusters whose prepared donors stay in memory between calls (about 35 MB each for an
         NTU-sized cluster with the body slots as blocks); :meth:`warm_up` prepares the
         largest ones, and calls whose windows span more clusters re-prepare them.
     imputation : bool

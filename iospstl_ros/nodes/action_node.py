@@ -75,7 +75,7 @@ PARAMETERS = (
           'loading.'),
     Param('cache_dir', '', 'Root of the TensorRT engine caches; empty = $IOSPSTL_CACHE_DIR or '
           '~/.cache/iospstl_ros.'),
-    Param('cached_clusters', 4, 'Clusters of the KNN bank kept prepared in memory (about 60 MB '
+    Param('cached_clusters', 4, 'Clusters of the KNN bank kept prepared in memory (about 35 MB '
           'each for an NTU-sized cluster), the largest prepared at start-up; a window of another '
           'cluster prepares it first, which delays its label by tens of ms.', low=1, high=1024),
     Param('window', _DEFAULT.window, 'Frames per body window (ring buffer length).', low=1,
