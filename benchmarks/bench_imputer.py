@@ -5,7 +5,7 @@ C, T, V, M order: 7,500 features; a second body in 30 %; furniture-like occlusio
 lower legs of most people for a stretch of frames, plus 1 % of random joints):
 
 (a) one NTU-60-sized cluster (672 windows) imputed from itself, as ``training.impute`` does:
-    ``nan_knn_impute`` with the skeleton layout (groups and blocks) and with no hints, the
+    ``nan_knn_impute`` with the skeleton layout (groups and blocks), groups only and no hints, the
     baseline (the imputer as of ``--baseline``, loaded from git history) with the layout, and
     ``KNNImputer(n_neighbors=5, weights='distance')``; rounds interleave all of them;
 (b) ``--full``: an NTU-60-xsub-sized set (40,091 + 16,487 windows, 60 clusters) in
@@ -112,6 +112,7 @@ def one_cluster(options, baseline):
           f'{np.isnan(rows).mean():.1%} of values missing')
     runs = {'ours (groups, blocks)': lambda: nan_knn_impute(rows, rows, groups=GROUPS,
                                                             blocks=BLOCKS),
+            'ours (groups)': lambda: nan_knn_impute(rows, rows, groups=GROUPS),
             'ours (no hints)': lambda: nan_knn_impute(rows, rows)}
     if baseline:
         runs[f'baseline {options.baseline}'] = lambda: baseline.nan_knn_impute(
