@@ -274,11 +274,15 @@ def bench(model_dir, threads_list, bodies_list, repeats, ghz, flops_per_cycle, b
               'donors': int(len(model.bank.donors_)), 'clusters': int(model.bank.n_clusters),
               'runs': []}
     if batches:
-        print('\nclassifier alone, p50 ms (ratios: PyTorch eager / new export, old export / new '
-              'export)')
+        report['load_average_before_sweep'] = os.getloadavg()
+        print(f'\nclassifier alone, p50 ms (ratios: PyTorch eager / new export, old export / new '
+              f'export); load average {os.getloadavg()[0]:.2f}')
         print(f'  {"threads":>7s} {"batch":>5s} {"old export":>10s} {"new export":>10s} '
               f'{"PyTorch":>10s} {"eager/new":>10s} {"old/new":>9s}', flush=True)
         report['sweep'] = sweep(model, windows, threads_list, batches, sweep_rounds)
+        report['load_average_after_sweep'] = os.getloadavg()
+        print(f'load average after the sweep {os.getloadavg()[0]:.2f} (other work on the cores '
+              'slows the threads of PyTorch most)')
     for threads in threads_list if stages else ():
         peak, peak_text = cpu_peak(threads, ghz, flops_per_cycle)
         with threadpool_limits(threads):
