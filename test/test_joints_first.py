@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.export import export_onnx, ViewClassifier
+from training.export import export_onnx, held_out_check, ViewClassifier
 from training.joints_first import joints_first, JointsFirstBlock
 from training.model import Classifier, EncoderConfig, STGCNBlock, STGCNEncoder
 
@@ -154,3 +154,28 @@ def test_the_onnx_graph_has_no_layout_chains_and_matches_pytorch(tmp_path):
         got = session.run(None, {'skeleton': x.numpy()})[0]
         np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
     assert os.path.getsize(path) < 200_000
+
+
+def test_the_held_out_check_compares_decisions_and_refuses_other_weights(tmp_path):
+    torch.manual_seed(4)
+    model = ViewClassifier(trained_like(Classifier(small_encoder(seed=4), 6), seed=4)).eval()
+    path = str(tmp_path / 'classifier.onnx')
+    export_onnx(joints_first(model, WINDOW_FRAMES), path, 'logits')
+    x = skeletons(40, 2, seed=5).numpy()
+    figures = held_out_check(model, path, x, 1e-4)
+    assert figures['windows'] == 40 and figures['same'] == 40 and figures['ties'] == 0
+    assert 0 <= figures['max_difference'] <= 1e-5
+    torch.manual_seed(5)
+    other = ViewClassifier(trained_like(Classifier(small_encoder(seed=5), 6), seed=5)).eval()
+    with pytest.raises(ValueError, match=r'ONNX Runtime and PyTorch give a different class on '
+                                         r'\d+ of 40 held-out windows'):
+        held_out_check(other, path, x, 1e-4)
+    # clusters: the nearest of the centroids, here the embeddings of four of the windows
+    encoder = small_encoder(seed=6)
+    path = str(tmp_path / 'stage1.onnx')
+    export_onnx(joints_first(encoder, WINDOW_FRAMES), path, 'embedding')
+    with torch.no_grad():
+        centroids = encoder(torch.from_numpy(x[:4])).numpy()
+    figures = held_out_check(encoder, path, x, 1e-4, centroids)
+    assert figures['same'] + figures['ties'] == 40
+    assert held_out_check(encoder, path, x[:0], 1e-4)['windows'] == 0

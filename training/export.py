@@ -268,6 +268,8 @@ def held_out_check(module, path, x, tolerance, centroids=None):
     """
     import onnxruntime as ort
 
+    if not len(x):
+        return {'windows': 0, 'same': 0, 'ties': 0, 'max_difference': 0.0}
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
