@@ -206,8 +206,9 @@ def sweep(model, windows, threads_list, batches, rounds):
     Returns
     -------
     list of dict
-        Per point: ``threads``, ``batch``, ``rounds`` and p50 / p99 ms of ``old_export``,
-        ``new_export`` and ``torch_eager``.
+        Per point: ``threads``, ``batch``, ``rounds``, ``max_difference`` (largest difference
+        of the three outputs, relative to max(1, largest logit); more than 1e-4 raises) and
+        p50 / p99 ms of ``old_export``, ``new_export`` and ``torch_eager``.
     """
     module = classifier_module(model)
     x = completed_windows(Pipeline(model, backend='cpu'), windows[:max(batches)])
@@ -234,8 +235,14 @@ def sweep(model, windows, threads_list, batches, rounds):
                              for name, runner in runners.items()}
                     calls['torch_eager'] = eager
                     times = {name: [] for name in calls}
-                    for function in calls.values():  # two untimed calls each
-                        function()
+                    outputs = {name: np.asarray(function()) for name, function in calls.items()}
+                    scale = max(1.0, float(np.abs(outputs['torch_eager']).max()))
+                    difference = max(float(np.abs(out - outputs['torch_eager']).max()) / scale
+                                     for out in outputs.values())
+                    if difference > 1e-4:  # the three must compute the same function
+                        raise ValueError(f'the three classifiers differ by {difference:.3g} '
+                                         f'of the output scale at batch {batch}')
+                    for function in calls.values():  # a second untimed call each
                         function()
                     count = rounds or max(20, 200 // batch)
                     for _ in range(count):
@@ -244,6 +251,7 @@ def sweep(model, windows, threads_list, batches, rounds):
                             function()
                             times[name].append(1000.0 * (time.perf_counter() - start))
                     point = {'threads': threads, 'batch': batch, 'rounds': count,
+                             'max_difference': difference,
                              **{name: percentiles(values) for name, values in times.items()}}
                     points.append(point)
                     print_point(point)
