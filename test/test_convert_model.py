@@ -29,7 +29,7 @@ def tiny(tmp_path_factory):
 
 
 def old_model(tiny, tmp_path):
-    """A copy of the tiny model with its graphs in the form of the exports before joints-first.
+    """Copy the tiny model, its graphs in the form of the exports before joints-first.
 
     The graphs are exported from the training modules as ``training.export`` did before, and
     the metadata loses the ``graph`` entries, like ``models/default`` before its conversion.

@@ -310,7 +310,7 @@ def test_pairing_puts_the_nearest_body_within_the_distance_into_slot_1():
 
 
 def partner_by_loop(recognizer, body):
-    """The partner rule written out body by body (the oracle of the batched search)."""
+    """Apply the partner rule body by body (the oracle of the batched search)."""
     frames, xyz, occluded = recognizer._tracks[body].window()
     reference = reference_points(xyz, occluded)
     best = None
