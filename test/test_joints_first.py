@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.export import export_onnx, held_out_check, ViewClassifier
+from training.export import compare_decisions, export_onnx, held_out_check, ViewClassifier
 from training.joints_first import joints_first, JointsFirstBlock
 from training.model import Classifier, EncoderConfig, STGCNBlock, STGCNEncoder
 
@@ -163,7 +163,7 @@ def test_the_held_out_check_compares_decisions_and_refuses_other_weights(tmp_pat
     export_onnx(joints_first(model, WINDOW_FRAMES), path, 'logits')
     x = skeletons(40, 2, seed=5).numpy()
     figures = held_out_check(model, path, x, 1e-4)
-    assert figures['windows'] == 40 and figures['same'] == 40 and figures['ties'] == 0
+    assert figures['windows'] == 40 and figures['same'] == 40 and figures['flips'] == 0
     assert 0 <= figures['max_difference'] <= 1e-5
     torch.manual_seed(5)
     other = ViewClassifier(trained_like(Classifier(small_encoder(seed=5), 6), seed=5)).eval()
@@ -179,3 +179,19 @@ def test_the_held_out_check_compares_decisions_and_refuses_other_weights(tmp_pat
     figures = held_out_check(encoder, path, x, 1e-4, centroids)
     assert figures['same'] + figures['ties'] == 40
     assert held_out_check(encoder, path, x[:0], 1e-4)['windows'] == 0
+
+
+def test_decisions_that_differ_are_ties_only_within_the_tolerance():
+    expected = np.array([[1.0, 0.99995, -3.0], [2.0, 0.0, 1.0], [0.0, 5.0, 1.0]])
+    got = np.array([[0.99995, 1.0, -3.0], [0.0, 2.0, 1.0], [0.0, 5.00002, 1.0]])
+    # row 0: margin 5e-5 <= 2 * 1e-4 * 5 (the scale is the largest output, 5): a tie;
+    # row 1: a margin of 1 swapped: a flip; row 2: the same class
+    assert compare_decisions(expected, got, 1e-4) == {
+        'windows': 3, 'same': 1, 'ties': 1, 'flips': 1, 'max_difference': 2.0 / 5.0}
+    # clusters: nearest of the centroids (0, 0) and (1, 0); 0.5 is the boundary
+    centroids = np.array([[0.0, 0.0], [1.0, 0.0]])
+    figures = compare_decisions(np.array([[0.49999, 0.0], [0.2, 0.0]]),
+                                np.array([[0.50001, 0.0], [0.8, 0.0]]), 1e-4, centroids)
+    assert (figures['same'], figures['ties'], figures['flips']) == (0, 1, 1)
+    with pytest.raises(ValueError, match=r'expected two \(n, D\) arrays of one shape'):
+        compare_decisions(np.zeros((2, 3)), np.zeros((3, 3)), 1e-4)

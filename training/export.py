@@ -237,12 +237,56 @@ def empty_slot_error(path, seed=0):
     return float(np.abs((one + empty) * 0.5 - full).max()) / max(1.0, float(np.abs(full).max()))
 
 
+def compare_decisions(expected, got, tolerance, centroids=None):
+    """Count the windows on which two sets of network outputs take the same decision.
+
+    The decision is the class (largest logit), or with ``centroids`` the cluster (nearest
+    centroid of the embedding). A different decision counts as a tie where outputs that
+    differ from ``expected`` by at most ``tolerance · max(1, largest expected output)`` could
+    swap the two best candidates of ``expected``, else as a flip.
+
+    Parameters
+    ----------
+    expected, got : ndarray of shape (n, D)
+        Logits or embeddings; ``expected`` is the reference (PyTorch).
+    tolerance : float
+    centroids : ndarray of shape (K, D), optional
+
+    Returns
+    -------
+    dict
+        ``windows``, ``same``, ``ties``, ``flips`` and ``max_difference`` (largest output
+        difference relative to max(1, largest expected output), as in :func:`parity_error`).
+    """
+    expected, got = np.asarray(expected, np.float64), np.asarray(got, np.float64)
+    if expected.shape != got.shape or expected.ndim != 2:
+        raise ValueError(f'expected two (n, D) arrays of one shape, got {expected.shape} and '
+                         f'{got.shape}')
+    if not len(expected):
+        return {'windows': 0, 'same': 0, 'ties': 0, 'flips': 0, 'max_difference': 0.0}
+    scale = max(1.0, float(np.abs(expected).max()))
+    # how far one candidate's score can move when every output moves by tolerance * scale
+    slack = tolerance * scale
+    if centroids is None:
+        score_expected, score_got = expected, got
+    else:   # minus the squared distance to each centroid, up to a per-row constant
+        c = np.asarray(centroids, np.float64)
+        score_expected = 2.0 * expected @ c.T - (c * c).sum(axis=1)
+        score_got = 2.0 * got @ c.T - (c * c).sum(axis=1)
+        slack *= 2.0 * float(np.abs(c).sum(axis=1).max())
+    best = np.sort(score_expected, axis=1)
+    margin = best[:, -1] - best[:, -2] if best.shape[1] > 1 else np.full(len(best), np.inf)
+    differ = score_expected.argmax(axis=1) != score_got.argmax(axis=1)
+    ties = differ & (margin <= 2.0 * slack)
+    return {'windows': int(len(expected)), 'same': int((~differ).sum()),
+            'ties': int(ties.sum()), 'flips': int((differ & ~ties).sum()),
+            'max_difference': float(np.abs(got - expected).max()) / scale}
+
+
 def held_out_check(module, path, x, tolerance, centroids=None):
     """Compare the decisions of an ONNX graph and its PyTorch module on held-out windows.
 
-    The decision is the class (largest logit), or with ``centroids`` the cluster (nearest
-    centroid of the embedding). A window may decide differently only where PyTorch's two best
-    candidates are within ``tolerance · max(1, largest output)`` of each other (a tie).
+    See :func:`compare_decisions` (PyTorch is the reference).
 
     Parameters
     ----------
@@ -254,12 +298,12 @@ def held_out_check(module, path, x, tolerance, centroids=None):
         Held-out windows, finite.
     tolerance : float
     centroids : ndarray of shape (K, e), optional
+        Compare clusters instead of classes.
 
     Returns
     -------
     dict
-        ``windows``, ``same`` (windows with the same decision), ``ties`` and
-        ``max_difference`` (largest output difference, relative as in :func:`parity_error`).
+        :func:`compare_decisions`'s figures.
 
     Raises
     ------
@@ -268,36 +312,22 @@ def held_out_check(module, path, x, tolerance, centroids=None):
     """
     import onnxruntime as ort
 
-    if not len(x):
-        return {'windows': 0, 'same': 0, 'ties': 0, 'max_difference': 0.0}
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    got, expected = [], []
+    width = session.get_outputs()[0].shape[1]
+    got, expected = [np.zeros((0, width), np.float32)], [np.zeros((0, width), np.float32)]
     for start in range(0, len(x), 32):
         batch = np.ascontiguousarray(x[start:start + 32], np.float32)
         got.append(session.run(None, {INPUT_NAME: batch})[0])
         with torch.no_grad():
             expected.append(module(torch.from_numpy(batch)).numpy())
-    got, expected = np.concatenate(got), np.concatenate(expected)
-    scale = max(1.0, float(np.abs(expected).max()))
-    if centroids is None:
-        score_expected, score_got = expected, got
-    else:   # the negative squared distance to each centroid, up to a per-row constant
-        c = np.asarray(centroids, np.float64)
-        score_expected = 2.0 * expected @ c.T - (c * c).sum(axis=1)
-        score_got = 2.0 * got @ c.T - (c * c).sum(axis=1)
-    best = np.sort(score_expected, axis=1)
-    margin = best[:, -1] - best[:, -2] if best.shape[1] > 1 else np.full(len(best), np.inf)
-    differ = score_expected.argmax(axis=1) != score_got.argmax(axis=1)
-    ties = differ & (margin <= tolerance * scale)
-    figures = {'windows': int(len(x)), 'same': int((~differ).sum()), 'ties': int(ties.sum()),
-               'max_difference': float(np.abs(got - expected).max()) / scale}
-    if (differ & ~ties).any():
+    figures = compare_decisions(np.concatenate(expected), np.concatenate(got), tolerance,
+                                centroids)
+    if figures['flips']:
         what = 'cluster' if centroids is not None else 'class'
         raise ValueError(f'{path}: ONNX Runtime and PyTorch give a different {what} on '
-                         f'{int((differ & ~ties).sum())} of {len(x)} held-out windows '
-                         f'({figures})')
+                         f'{figures["flips"]} of {len(x)} held-out windows ({figures})')
     return figures
 
 
