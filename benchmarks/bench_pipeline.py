@@ -11,8 +11,17 @@ back-end of :class:`iospstl_ros.pipeline.Pipeline`:
 * the same calls end to end with both body slots always computed (``skip_empty_slot=False``),
   interleaved call by call with the default pipeline, which runs a lone person's window as one
   body (see :mod:`iospstl_ros.pipeline`);
-* the classifier alone, ONNX Runtime vs PyTorch eager (the same architecture and batch, eval
-  mode, ``torch.no_grad``), in the same run;
+* **the sweep**: the classifier alone at batch sizes ``--batches`` (default 1, 2, 4, 10, 20
+  windows of two body slots, completed by the pipeline) on each thread count, three ways side by
+  side, call by call in rounds so that all three see the same machine load: ONNX Runtime with
+  the graph as ``training.export`` wrote it before the joints-first form (``old export``: the
+  training module traced as it is), ONNX Runtime with the joints-first graph of
+  :mod:`training.joints_first` (``new export``, what ``training.export`` writes now), and
+  PyTorch eager (the training module, eval mode, ``torch.no_grad``). All three hold the same
+  weights: the architecture of the model directory with seeded random weights (BatchNorm
+  statistics included), since the time does not depend on the values. ONNX Runtime runs as
+  the pipeline runs it (:class:`~iospstl_ros.runtime.OnnxRunner`: intra-op threads, no
+  spinning); the ratios are p50 over p50;
 * multiply-adds per window (``training.model.flops_per_sample``, both body slots, both
   networks; the FLOP/s count the slots actually computed), the FLOP/s reached by each network
   and its share of the cores' peak: FP32 FLOP per
@@ -23,7 +32,8 @@ back-end of :class:`iospstl_ros.pipeline.Pipeline`:
 Windows are synthetic tracker output (``iospstl_ros.synthetic``: 40-150 frames at 30 Hz,
 realistic furniture occlusion, one or two bodies)::
 
-    python -m benchmarks.bench_pipeline --model models/synthetic_xsub
+    python -m benchmarks.bench_pipeline --model models/default
+    python -m benchmarks.bench_pipeline --model models/default --skip-stages   # the sweep only
     python -m benchmarks.bench_pipeline --build paper --samples 1000 --clusters 1
 """
 
@@ -42,8 +52,9 @@ from threadpoolctl import threadpool_limits
 import torch
 
 from training.evaluate import main as evaluate
-from training.export import main as export, ViewClassifier
+from training.export import export_onnx, main as export, ViewClassifier
 from training.impute import main as impute
+from training.joints_first import joints_first
 from training.model import Classifier, EncoderConfig, flops_per_sample, STGCNEncoder
 from training.pretrain import main as pretrain
 from training.synthesize import main as synthesize
@@ -148,29 +159,139 @@ def cpu_peak(threads, ghz=None, flops_per_cycle=None):
     return threads * ghz * flops_per_cycle, f'{threads} x {ghz:.2f} GHz x {flops_per_cycle}'
 
 
-def classifier_module(model):
-    """Build the classifier architecture of a model directory (random weights, eval mode)."""
+def classifier_module(model, seed=0):
+    """Build the classifier architecture of a model directory (seeded random weights, eval).
+
+    The BatchNorms get running statistics and affine values away from the identity, as after
+    training, so that no layer is trivially cheap.
+    """
     entry = model.metadata['models']['classifier']
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     encoder = STGCNEncoder(EncoderConfig.from_dict(entry['config']))
-    return ViewClassifier(Classifier(encoder, entry['num_classes']), entry['view']).eval()
+    module = ViewClassifier(Classifier(encoder, entry['num_classes']), entry['view'])
+    with torch.no_grad():
+        for child in module.modules():
+            if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+                child.running_mean.uniform_(-0.5, 0.5)
+                child.running_var.uniform_(0.5, 2.0)
+                child.weight.uniform_(0.5, 1.5)
+                child.bias.uniform_(-0.2, 0.2)
+    return module.eval()
 
 
-def bench(model_dir, threads_list, bodies_list, repeats, ghz, flops_per_cycle):
+def completed_windows(pipeline, windows):
+    """Return the completed two-slot windows the classifier sees, (n, 3, 50, 25, 2) float32."""
+    completed = []
+    for start in range(0, len(windows), 10):
+        for result in pipeline.run(windows[start:start + 10]):
+            pad = 2 - result.imputed.shape[-1]
+            completed.append(np.concatenate(
+                [result.imputed, np.zeros(result.imputed.shape[:-1] + (pad,), np.float32)], -1))
+    return np.stack(completed)
+
+
+def sweep(model, windows, threads_list, batches, rounds):
+    """Classifier alone: old export, new export and PyTorch eager, side by side.
+
+    Parameters
+    ----------
+    model : ModelDir
+    windows : list
+        Raw tracker windows (at least ``max(batches)``).
+    threads_list, batches : sequence of int
+    rounds : int or None
+        Timed rounds per point (one call of each of the three per round); None: 200 // batch,
+        at least 20.
+
+    Returns
+    -------
+    list of dict
+        Per point: ``threads``, ``batch``, ``rounds``, ``max_difference`` (largest difference
+        of the three outputs, relative to max(1, largest logit); more than 1e-4 raises) and
+        p50 / p99 ms of ``old_export``, ``new_export`` and ``torch_eager``.
+    """
+    module = classifier_module(model)
+    x = completed_windows(Pipeline(model, backend='cpu'), windows[:max(batches)])
+    points = []
+    with tempfile.TemporaryDirectory(prefix='bench_sweep_') as root:
+        paths = {'old_export': os.path.join(root, 'old.onnx'),
+                 'new_export': os.path.join(root, 'new.onnx')}
+        export_onnx(module, paths['old_export'], 'logits')
+        export_onnx(joints_first(module, x.shape[2]), paths['new_export'], 'logits')
+        for threads in threads_list:
+            with threadpool_limits(threads):
+                torch.set_num_threads(threads)
+                runners = {name: OnnxRunner(path, 'cpu', threads)
+                           for name, path in paths.items()}
+                for batch in batches:
+                    batch_x = np.ascontiguousarray(x[:batch])
+                    tensor = torch.from_numpy(batch_x)
+
+                    def eager():
+                        with torch.no_grad():
+                            return module(tensor)
+
+                    calls = {name: (lambda r=runner: r.run(batch_x))
+                             for name, runner in runners.items()}
+                    calls['torch_eager'] = eager
+                    times = {name: [] for name in calls}
+                    outputs = {name: np.asarray(function()) for name, function in calls.items()}
+                    scale = max(1.0, float(np.abs(outputs['torch_eager']).max()))
+                    difference = max(float(np.abs(out - outputs['torch_eager']).max()) / scale
+                                     for out in outputs.values())
+                    if difference > 1e-4:  # the three must compute the same function
+                        raise ValueError(f'the three classifiers differ by {difference:.3g} '
+                                         f'of the output scale at batch {batch}')
+                    for function in calls.values():  # a second untimed call each
+                        function()
+                    count = rounds or max(20, 200 // batch)
+                    for _ in range(count):
+                        for name, function in calls.items():
+                            start = time.perf_counter()
+                            function()
+                            times[name].append(1000.0 * (time.perf_counter() - start))
+                    point = {'threads': threads, 'batch': batch, 'rounds': count,
+                             'max_difference': difference,
+                             **{name: percentiles(values) for name, values in times.items()}}
+                    points.append(point)
+                    print_point(point)
+    return points
+
+
+def print_point(point):
+    """Print one point of the sweep."""
+    old, new, eager = (point[k][0] for k in ('old_export', 'new_export', 'torch_eager'))
+    print(f'  {point["threads"]:>7d} {point["batch"]:>5d} {old:10.2f} {new:10.2f} '
+          f'{eager:10.2f} {eager / new:9.2f}x {old / new:8.2f}x', flush=True)
+
+
+def bench(model_dir, threads_list, bodies_list, repeats, ghz, flops_per_cycle, batches=(),
+          sweep_rounds=None, stages=True):
     """Run every measurement; returns a JSON-ready dict."""
     probe = Pipeline(model_dir, backend='cpu')
     model = probe.model
     configs = {name: EncoderConfig.from_dict(model.metadata['models'][name]['config'])
                for name in ('stage1_encoder', 'classifier')}
     macs = {name: flops_per_sample(config) for name, config in configs.items()}
-    windows = tracker_windows(max(bodies_list))
-    module = classifier_module(model)
+    windows = tracker_windows(max(list(bodies_list) + list(batches)))
     report = {'model': model_dir, 'cpu': platform.processor() or platform.machine(),
               'cpus': os.cpu_count(), 'torch': torch.__version__,
+              'graphs': {name: entry.get('graph', 'before joints-first')
+                         for name, entry in model.metadata['models'].items()},
               'mmac_per_window': {k: v / 1e6 for k, v in macs.items()},
               'donors': int(len(model.bank.donors_)), 'clusters': int(model.bank.n_clusters),
               'runs': []}
-    for threads in threads_list:
+    if batches:
+        report['load_average_before_sweep'] = os.getloadavg()
+        print(f'\nclassifier alone, p50 ms (ratios: PyTorch eager / new export, old export / new '
+              f'export); load average {os.getloadavg()[0]:.2f}')
+        print(f'  {"threads":>7s} {"batch":>5s} {"old export":>10s} {"new export":>10s} '
+              f'{"PyTorch":>10s} {"eager/new":>10s} {"old/new":>9s}', flush=True)
+        report['sweep'] = sweep(model, windows, threads_list, batches, sweep_rounds)
+        report['load_average_after_sweep'] = os.getloadavg()
+        print(f'load average after the sweep {os.getloadavg()[0]:.2f} (other work on the cores '
+              'slows the threads of PyTorch most)')
+    for threads in threads_list if stages else ():
         peak, peak_text = cpu_peak(threads, ghz, flops_per_cycle)
         with threadpool_limits(threads):
             torch.set_num_threads(threads)
@@ -181,25 +302,15 @@ def bench(model_dir, threads_list, bodies_list, repeats, ghz, flops_per_cycle):
             for bodies in bodies_list:
                 batch = windows[:bodies]
                 alone = sum(w[0].shape[-1] == 1 for w in batch)
-                stages = {stage: [] for stage in STAGES}
+                stages_ms = {stage: [] for stage in STAGES}
                 both_totals = []
                 for _ in range(repeats):  # interleaved: the two see the same machine load
                     result = pipeline.run(batch)[0]
                     for stage in STAGES:
-                        stages[stage].append(result.timings_ms[stage])
+                        stages_ms[stage].append(result.timings_ms[stage])
                     both_totals.append(both.run(batch)[0].timings_ms['total'])
-                completed = np.stack([np.concatenate(
-                    [r.imputed, np.zeros(r.imputed.shape[:-1] + (2 - r.imputed.shape[-1],),
-                                         np.float32)], -1) for r in pipeline.run(batch)])
-                runner = OnnxRunner(model.classifier_path, 'cpu', threads)
-                onnx_ms = time_calls(lambda: runner.run(completed), repeats)
-                tensor = torch.from_numpy(completed)
-                with torch.no_grad():
-                    torch_ms = time_calls(lambda: module(tensor), repeats)
                 run = {'threads': threads, 'bodies': bodies, 'repeats': repeats,
-                       'stages_ms': {s: percentiles(v) for s, v in stages.items()},
-                       'classifier_onnxruntime_ms': percentiles(onnx_ms),
-                       'classifier_torch_eager_ms': percentiles(torch_ms),
+                       'stages_ms': {s: percentiles(v) for s, v in stages_ms.items()},
                        'one_body_windows': int(alone), 'single_body': dict(pipeline.single_body),
                        'total_both_slots_ms': percentiles(both_totals),
                        'peak_gflops': peak, 'peak': peak_text}
@@ -227,9 +338,6 @@ def print_run(run):
     print(f'  {run["one_body_windows"]} of {bodies} window(s) with one body; end to end with '
           f'both slots always computed: {both[0]:.2f} / {both[1]:.2f} ms (p50 / p99), the '
           f'one-body shortcut {both[0] / total[0]:.2f}x faster at p50')
-    onnx, eager = run['classifier_onnxruntime_ms'], run['classifier_torch_eager_ms']
-    print(f'  classifier alone: ONNX Runtime {onnx[0]:.2f} / {onnx[1]:.2f} ms, PyTorch eager '
-          f'{eager[0]:.2f} / {eager[1]:.2f} ms (p50 / p99), ratio {eager[0] / onnx[0]:.2f}x')
     for name in ('stage1_encoder', 'classifier'):
         print(f'  {name}: {run[f"{name}_gflops"]:.1f} GFLOP/s in the pipeline, '
               f'{100 * run[f"{name}_peak_share"]:.1f} % of peak')
@@ -249,7 +357,15 @@ def main(args=None):
                         help='thread counts (default: 1 2)')
     parser.add_argument('--bodies', type=int, nargs='+', default=[1, 10],
                         help='windows per call (default: 1 10)')
-    parser.add_argument('--repeats', type=int, default=50, help='timed calls (default: 50)')
+    parser.add_argument('--repeats', type=int, default=50,
+                        help='timed calls per stage configuration (default: 50)')
+    parser.add_argument('--batches', type=int, nargs='*', default=[1, 2, 4, 10, 20],
+                        help='batch sizes of the classifier sweep (default: 1 2 4 10 20; none '
+                             'skips the sweep)')
+    parser.add_argument('--sweep-rounds', type=int,
+                        help='timed rounds per sweep point (default: 200 // batch, at least 20)')
+    parser.add_argument('--skip-stages', action='store_true',
+                        help='only the sweep: skip the per-stage pipeline timings')
     parser.add_argument('--ghz', type=float, help='core clock for the peak (default: cpuinfo)')
     parser.add_argument('--flops-per-cycle', type=int,
                         help='FP32 FLOP per cycle per core (default: 64 Intel AVX-512, else 32)')
@@ -262,7 +378,8 @@ def main(args=None):
             model = build_model(root, options.build, options.samples, options.clusters)
             print(f'built {options.build} model in {time.perf_counter() - started:.0f} s')
         report = bench(model, options.threads, options.bodies, options.repeats, options.ghz,
-                       options.flops_per_cycle)
+                       options.flops_per_cycle, options.batches, options.sweep_rounds,
+                       not options.skip_stages)
     print('\nmultiply-adds per window (both body slots): '
           + ', '.join(f'{k} {v:.1f} M' for k, v in report['mmac_per_window'].items())
           + f'; bank {report["donors"]} donors in {report["clusters"]} clusters')

@@ -271,32 +271,42 @@ def complete_in_sensor_frame(window_frame, xyz, occluded):
 
 
 class _Track:
-    """Ring buffer of one body: its last ``capacity`` frames."""
+    """Ring buffer of one body: its last ``capacity`` frames and their reference points."""
 
     def __init__(self, body_id, capacity, smoothing):
         self.body_id = body_id
         self.xyz = np.zeros((capacity, NUM_JOINTS, 3), np.float32)
         self.occluded = np.ones((capacity, NUM_JOINTS), bool)
+        self.reference = np.full((capacity, 3), np.nan)
         self.frame_index = np.full(capacity, -1, np.int64)
         self.count = 0
         self.last_stamp_ns = None
         self.history = deque(maxlen=smoothing)
         self.last = None  # (label, class_index, confidence, topk)
 
-    def append(self, frame_index, stamp_ns, xyz, occluded):
+    def append(self, frame_index, stamp_ns, xyz, occluded, reference):
+        """Add one frame: xyz (25, 3) float32 with occluded joints at 0, its reference point."""
         slot = self.count % len(self.frame_index)
-        self.xyz[slot] = np.where(occluded[:, None], 0.0, xyz)
+        self.xyz[slot] = xyz
         self.occluded[slot] = occluded
+        self.reference[slot] = reference
         self.frame_index[slot] = frame_index
         self.count += 1
         self.last_stamp_ns = stamp_ns
 
     def window(self):
         """Frame indices (L,), xyz (L, 25, 3) and occluded (L, 25), oldest first."""
+        order = self._order()
+        return self.frame_index[order], self.xyz[order], self.occluded[order]
+
+    def references(self):
+        """Return the reference points (L, 3) of :meth:`window`'s frames, oldest first."""
+        return self.reference[self._order()]
+
+    def _order(self):
         capacity = len(self.frame_index)
         length = min(self.count, capacity)
-        order = (np.arange(self.count - length, self.count)) % capacity
-        return self.frame_index[order], self.xyz[order], self.occluded[order]
+        return (np.arange(self.count - length, self.count)) % capacity
 
 
 class OnlineRecognizer:
@@ -421,7 +431,10 @@ class OnlineRecognizer:
                 del self._tracks[body]
         index = self._frame_index
         self._frame_index += 1
-        xyz = to_ntu(frame.xyz, config.input_axes)
+        occluded = np.asarray(frame.occluded, bool)
+        xyz = np.where(occluded[..., None], 0.0, to_ntu(frame.xyz, config.input_axes)) \
+            .astype(np.float32)
+        references = reference_points(xyz, occluded) if len(xyz) else xyz
         due = []
         for b, body in enumerate(int(i) for i in frame.body_ids):
             track = self._tracks.get(body)
@@ -430,7 +443,7 @@ class OnlineRecognizer:
                     self._count('body_limit')
                     continue
                 track = self._tracks[body] = _Track(body, config.window, config.smoothing)
-            track.append(index, stamp, xyz[b], frame.occluded[b])
+            track.append(index, stamp, xyz[b], occluded[b], references[b])
             if track.count >= config.min_frames \
                     and (track.count - config.min_frames) % config.stride == 0:
                 due.append(body)
@@ -438,32 +451,38 @@ class OnlineRecognizer:
         return labels
 
     def _partner(self, body, frames, reference):
-        """Nearest other body within ``pair_distance`` over A's window, or None."""
-        best = None
-        for other in sorted(self._tracks):
-            if other == body:
-                continue
-            o_frames, o_xyz, o_occluded = self._tracks[other].window()
-            where = np.searchsorted(o_frames, frames).clip(0, max(len(o_frames) - 1, 0))
-            common = o_frames[where] == frames
-            if not common.any():
-                continue
-            o_ref = reference_points(o_xyz[where[common]], o_occluded[where[common]])
-            distance = np.linalg.norm(reference[common] - o_ref, axis=-1)
-            distance = distance[np.isfinite(distance)]
-            if not distance.size:
-                continue
-            median = float(np.median(distance))
-            if median <= self.config.pair_distance and (best is None or median < best[0]):
-                best = (median, other)
-        return None if best is None else best[1]
+        """Nearest other body within ``pair_distance`` over A's window, or None.
+
+        All other tracks at once: their ring buffers' frame indices and reference points are
+        matched to A's frames by index (the order of the ring does not matter to a median).
+        """
+        others = [other for other in sorted(self._tracks) if other != body]
+        if not others:
+            return None
+        other_frames = np.stack([self._tracks[other].frame_index for other in others])
+        other_reference = np.stack([self._tracks[other].reference for other in others])
+        where = np.searchsorted(frames, other_frames).clip(0, len(frames) - 1)
+        common = frames[where] == other_frames          # free slots (-1) never match
+        with np.errstate(invalid='ignore'):
+            distance = np.linalg.norm(reference[where] - other_reference, axis=-1)
+        distance[~common] = np.nan
+        count = np.isfinite(distance).sum(axis=1)
+        ordered = np.sort(distance, axis=1)             # NaN last
+        rows = np.arange(len(others))
+        low = ordered[rows, np.maximum(count - 1, 0) // 2]
+        high = ordered[rows, count // 2]
+        median = (low + high) / 2.0                     # np.median of the finite distances
+        near = (count > 0) & (median <= self.config.pair_distance)
+        if not near.any():
+            return None
+        return others[int(np.argmin(np.where(near, median, np.inf)))]  # ties: the lower id
 
     def _window(self, body):
         """(xyz (3, L, 25, M), occluded (L, 25, M), present (L, M)), partner id, own occluded."""
         frames, xyz, occluded = self._tracks[body].window()
         partner = None
         if self.config.pair_bodies and len(self._tracks) > 1:
-            partner = self._partner(body, frames, reference_points(xyz, occluded))
+            partner = self._partner(body, frames, self._tracks[body].references())
         length = len(frames)
         bodies = 1 if partner is None else 2
         window_xyz = np.zeros((3, length, NUM_JOINTS, bodies), np.float32)

@@ -111,6 +111,11 @@ def test_export_writes_a_complete_model_directory(tiny):
     for name in (STAGE1_FILE, CLASSIFIER_FILE):
         assert 0 <= meta['parity'][name] <= 1e-4
         assert 0 <= meta['parity'][f'{name} empty second slot'] <= 1e-5
+        held_out = meta['parity']['held_out'][name]   # the 50 validation windows
+        assert held_out['windows'] == 50 and held_out['same'] + held_out['ties'] == 50
+        assert 0 <= held_out['max_difference'] <= 1e-4
+    assert meta['parity']['held_out']['data'] == os.path.join(tiny['imputed'], 'val')
+    assert [entry['graph'] for entry in meta['models'].values()] == ['joints-first'] * 2
     # the whole chain: here the classifier was trained on the stage-1 encoder itself
     pipeline = provenance['pipeline']
     assert [(run['stage'], run['folder']) for run in pipeline] == [
@@ -138,6 +143,9 @@ def test_export_writes_a_complete_model_directory(tiny):
         assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
         assert [d.dim_value for d in graph.graph.output[0].type.tensor_type.shape.dim[1:]] \
             == [size]
+        ops = [node.op_type for node in graph.graph.node]   # the joints-first form
+        assert ops.count('MatMul') == 10 and 'BatchNormalization' not in ops
+        assert 'Expand' not in ops and 'Slice' not in ops and ops.count('Shape') == 1
     loaded = load_model_dir(model)
     assert isinstance(loaded.bank.donors_, np.memmap) and loaded.bank.donors_.dtype == np.float16
     assert loaded.centroids.shape == (4, 32) and loaded.n_neighbors == 5

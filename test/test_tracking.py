@@ -309,6 +309,53 @@ def test_pairing_puts_the_nearest_body_within_the_distance_into_slot_1():
     assert [x.partner_id for x in run(off, pair)[1]] == [None, None]
 
 
+def partner_by_loop(recognizer, body):
+    """Apply the partner rule body by body (the oracle of the batched search)."""
+    frames, xyz, occluded = recognizer._tracks[body].window()
+    reference = reference_points(xyz, occluded)
+    best = None
+    for other in sorted(recognizer._tracks):
+        if other == body:
+            continue
+        o_frames, o_xyz, o_occluded = recognizer._tracks[other].window()
+        where = np.searchsorted(o_frames, frames).clip(0, len(o_frames) - 1)
+        common = o_frames[where] == frames
+        o_reference = reference_points(o_xyz[where[common]], o_occluded[where[common]])
+        distance = np.linalg.norm(reference[common] - o_reference, axis=-1)
+        distance = distance[np.isfinite(distance)]
+        if distance.size:
+            median = float(np.median(distance))
+            if median <= recognizer.config.pair_distance and (best is None or median < best[0]):
+                best = (median, other)
+    return None if best is None else best[1]
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_the_partner_search_agrees_with_the_rule_body_by_body(seed):
+    # 14 bodies walking about within 4 m, each seen in 80 % of the frames, reference joints
+    # often hidden; every body is due at every frame (ties: the test above)
+    rng = np.random.default_rng(seed)
+    config = TrackerConfig(window=12, min_frames=1, stride=1, pair_distance=1.0,
+                           max_bodies=20, input_axes='ntu')
+    recognizer = OnlineRecognizer(RecordingPipeline(), config)
+    start = rng.uniform(-2.0, 2.0, (14, 3)) * (1, 0, 1) + (0, 0, 3)
+    start[1] = start[0] + (0.5, 0, 0)
+    start[2] = start[0] - (0.5, 0, 0)            # bodies 1 and 2 start next to body 0
+    checked = paired = 0
+    for t in range(30):
+        seen = np.flatnonzero(rng.random(14) < 0.8)
+        poses = {int(i): body_pose(start[i] + 0.02 * t * rng.normal(size=3) * (1, 0, 1))
+                 for i in seen}
+        hidden = rng.random((len(seen), 25)) < 0.3
+        labels = recognizer.process(frame(t, poses, hidden, axes='ntu'))
+        for label in labels:
+            if label.level != 'STALE':
+                assert label.partner_id == partner_by_loop(recognizer, label.body_id)
+                checked += 1
+                paired += label.partner_id is not None
+    assert checked > 250 and 0.2 * checked < paired < checked
+
+
 def test_the_body_limit_and_a_failing_window():
     config = TrackerConfig(window=1, min_frames=1, stride=1, max_bodies=2, pair_bodies=False)
     limited = OnlineRecognizer(RecordingPipeline(), config)

@@ -15,15 +15,22 @@ Writes the model directory described in :mod:`iospstl_ros.model_dir`:
   preprocessing constants, k, the graphs' parity errors and provenance (command, git commit,
   input paths, metrics of ``summary.json`` beside the classifier), and the sha256 of every file.
 
-Both graphs take ``skeleton`` float32 (N, 3, 50, 25, M) with M = 2 body slots, dynamic N,
-opset 17 (TorchScript exporter; the dynamo exporter needs onnxscript). M is dynamic too: M = 1
-serves a window whose second slot is empty, and the pipeline adds the cached output of an empty
-slot, which gives the two-slot result (exactly, up to float rounding: the slots share every
-weight, their features are averaged and the head is affine) at about half the cost. Before
-anything is written the stage-1 encoder is checked to reproduce the embeddings the bank was
-clustered with; after export each graph must match PyTorch within ``--tolerance`` on random
-input at batch sizes 1 and 3, with two slots and with one (ONNX Runtime, CPU), and the one-body
-shortcut must match the two-slot graph within the same tolerance.
+Both graphs are written in the joints-first form of :mod:`training.joints_first` (aggregate
+over joints with one MatMul, then one convolution; every foldable BatchNorm folded; no
+Shape/Expand/Slice chains), which ONNX Runtime runs faster than PyTorch eager at every batch size
+(``docs/benchmarks.md``); training keeps its own forward. They take ``skeleton`` float32
+(N, 3, 50, 25, M) with M = 2 body slots, dynamic N, opset 17 (TorchScript exporter; the dynamo
+exporter needs onnxscript). M is dynamic too: M = 1 serves a window whose second slot is empty,
+and the pipeline adds the cached output of an empty slot, which gives the two-slot result
+(exactly, up to float rounding: the slots share every weight, their features are averaged and
+the head is affine) at about half the cost. Before anything is written the stage-1 encoder is
+checked to reproduce the embeddings the bank was clustered with. After export each graph must
+match the training module's PyTorch forward within ``--tolerance`` on random input at batch
+sizes 1 and 3, with two slots and with one (ONNX Runtime, CPU); the one-body shortcut must match
+the two-slot graph within the same tolerance; and on the held-out windows of ``--imputed``
+(``val``) the classifier graph must give PyTorch's class and the stage-1 graph PyTorch's
+cluster for every window (up to ties within the tolerance). Model directories exported before
+the joints-first form are converted with ``python -m training.convert_model``.
 Everything is written into a temporary directory next to ``--out`` and renamed at the end, so a
 failed export never leaves a partial model.
 """
@@ -53,7 +60,9 @@ from torch import nn
 from training.augment import input_view
 from training.evaluate import load_encoder
 from training.impute import STAGE1_VIEW
+from training.joints_first import GRAPH_FORM, joints_first
 from training.model import Classifier, EncoderConfig, STGCNEncoder
+from training.windows import load_windows
 
 #: Windows re-embedded to check that ``--stage1`` is the encoder the bank was clustered with.
 PROVENANCE_WINDOWS = 8
@@ -61,6 +70,8 @@ PROVENANCE_WINDOWS = 8
 PROVENANCE_TOLERANCE = 1e-3
 #: Batch sizes of the parity check.
 PARITY_BATCHES = (1, 3)
+#: Most held-out windows compared between ONNX Runtime and PyTorch.
+HELD_OUT_WINDOWS = 256
 
 
 class ViewClassifier(nn.Module):
@@ -226,6 +237,122 @@ def empty_slot_error(path, seed=0):
     return float(np.abs((one + empty) * 0.5 - full).max()) / max(1.0, float(np.abs(full).max()))
 
 
+def compare_decisions(expected, got, tolerance, centroids=None):
+    """Count the windows on which two sets of network outputs take the same decision.
+
+    The decision is the class (largest logit), or with ``centroids`` the cluster (nearest
+    centroid of the embedding). A different decision counts as a tie where outputs that
+    differ from ``expected`` by at most ``tolerance · max(1, largest expected output)`` could
+    swap the two best candidates of ``expected``, else as a flip.
+
+    Parameters
+    ----------
+    expected, got : ndarray of shape (n, D)
+        Logits or embeddings; ``expected`` is the reference (PyTorch).
+    tolerance : float
+    centroids : ndarray of shape (K, D), optional
+
+    Returns
+    -------
+    dict
+        ``windows``, ``same``, ``ties``, ``flips`` and ``max_difference`` (largest output
+        difference relative to max(1, largest expected output), as in :func:`parity_error`).
+    """
+    expected, got = np.asarray(expected, np.float64), np.asarray(got, np.float64)
+    if expected.shape != got.shape or expected.ndim != 2:
+        raise ValueError(f'expected two (n, D) arrays of one shape, got {expected.shape} and '
+                         f'{got.shape}')
+    if not len(expected):
+        return {'windows': 0, 'same': 0, 'ties': 0, 'flips': 0, 'max_difference': 0.0}
+    scale = max(1.0, float(np.abs(expected).max()))
+    # how far one candidate's score can move when every output moves by tolerance * scale
+    slack = tolerance * scale
+    if centroids is None:
+        score_expected, score_got = expected, got
+    else:   # minus the squared distance to each centroid, up to a per-row constant
+        c = np.asarray(centroids, np.float64)
+        score_expected = 2.0 * expected @ c.T - (c * c).sum(axis=1)
+        score_got = 2.0 * got @ c.T - (c * c).sum(axis=1)
+        slack *= 2.0 * float(np.abs(c).sum(axis=1).max())
+    best = np.sort(score_expected, axis=1)
+    margin = best[:, -1] - best[:, -2] if best.shape[1] > 1 else np.full(len(best), np.inf)
+    differ = score_expected.argmax(axis=1) != score_got.argmax(axis=1)
+    ties = differ & (margin <= 2.0 * slack)
+    return {'windows': int(len(expected)), 'same': int((~differ).sum()),
+            'ties': int(ties.sum()), 'flips': int((differ & ~ties).sum()),
+            'max_difference': float(np.abs(got - expected).max()) / scale}
+
+
+def held_out_check(module, path, x, tolerance, centroids=None):
+    """Compare the decisions of an ONNX graph and its PyTorch module on held-out windows.
+
+    See :func:`compare_decisions` (PyTorch is the reference).
+
+    Parameters
+    ----------
+    module : nn.Module
+        In eval mode.
+    path : str
+        Its ONNX export.
+    x : ndarray of shape (n, 3, 50, 25, 2), float32
+        Held-out windows, finite.
+    tolerance : float
+    centroids : ndarray of shape (K, e), optional
+        Compare clusters instead of classes.
+
+    Returns
+    -------
+    dict
+        :func:`compare_decisions`'s figures.
+
+    Raises
+    ------
+    ValueError
+        If a decision differs outside a tie.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    width = session.get_outputs()[0].shape[1]
+    got, expected = [np.zeros((0, width), np.float32)], [np.zeros((0, width), np.float32)]
+    for start in range(0, len(x), 32):
+        batch = np.ascontiguousarray(x[start:start + 32], np.float32)
+        got.append(session.run(None, {INPUT_NAME: batch})[0])
+        with torch.no_grad():
+            expected.append(module(torch.from_numpy(batch)).numpy())
+    figures = compare_decisions(np.concatenate(expected), np.concatenate(got), tolerance,
+                                centroids)
+    if figures['flips']:
+        what = 'cluster' if centroids is not None else 'class'
+        raise ValueError(f'{path}: ONNX Runtime and PyTorch give a different {what} on '
+                         f'{figures["flips"]} of {len(x)} held-out windows ({figures})')
+    return figures
+
+
+def held_out_inputs(imputed, meta, count=HELD_OUT_WINDOWS):
+    """Held-out windows of an export: the classifier's and the stage-1 encoder's inputs.
+
+    The classifier gets the completed ``val`` windows of ``imputed``; the stage-1 encoder the
+    occluded ``val`` windows they were completed from (``meta['imputed_from']``), occluded
+    joints at 0 as ``training.impute`` embeds them, or the completed ones when those are gone.
+
+    Returns
+    -------
+    classifier_x, stage1_x : ndarray of shape (n, 3, 50, 25, 2), float32
+    """
+    completed, _, _ = load_windows(imputed, 'val')
+    n = min(count, len(completed))
+    classifier_x = np.nan_to_num(np.asarray(completed[:n], np.float32), nan=0.0)
+    source = meta.get('imputed_from')
+    stage1_x = classifier_x
+    if source and os.path.exists(os.path.join(source, 'val_w50_data.npy')):
+        occluded, _, _ = load_windows(source, 'val')
+        stage1_x = np.nan_to_num(np.asarray(occluded[:n], np.float32), nan=0.0)
+    return classifier_x, stage1_x
+
+
 def check_stage1_provenance(encoder, imputed, meta):
     """Check that ``encoder`` reproduces the training embeddings the bank was clustered with.
 
@@ -366,7 +493,8 @@ def _copy_bank(imputed, target):
                          f'got {mean.dtype} {mean.shape}')
 
 
-def _checksums(root):
+def checksums(root):
+    """Sha256 and size of every file under ``root`` but metadata.json, by relative path."""
     files = {}
     for folder, _, names in os.walk(root):
         for name in names:
@@ -432,9 +560,13 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.partial-', dir=parent)
     try:
-        export_onnx(encoder, os.path.join(tmp, STAGE1_FILE), EMBEDDING_NAME, opset)
-        export_onnx(model, os.path.join(tmp, CLASSIFIER_FILE), LOGITS_NAME, opset)
+        export_onnx(joints_first(encoder, WINDOW_FRAMES), os.path.join(tmp, STAGE1_FILE),
+                    EMBEDDING_NAME, opset)
+        export_onnx(joints_first(model, WINDOW_FRAMES), os.path.join(tmp, CLASSIFIER_FILE),
+                    LOGITS_NAME, opset)
         parity = {'batch_sizes': list(PARITY_BATCHES), 'tolerance': tolerance}
+        classifier_x, stage1_x = held_out_inputs(imputed, meta)
+        held_out = {'data': os.path.join(os.path.abspath(imputed), 'val')}
         for name, module in ((STAGE1_FILE, encoder), (CLASSIFIER_FILE, model)):
             error = parity_error(module, os.path.join(tmp, name))
             if not error <= tolerance:
@@ -447,6 +579,10 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
                                  f'from the two-slot graph by {shortcut:.3g} (> --tolerance '
                                  f'{tolerance}); the encoder does not treat the slots alike')
             parity[f'{name} empty second slot'] = shortcut
+            held_out[name] = held_out_check(
+                module, os.path.join(tmp, name), stage1_x if name == STAGE1_FILE else classifier_x,
+                tolerance, bank.centroids_ if name == STAGE1_FILE else None)
+        parity['held_out'] = held_out
         _copy_bank(imputed, tmp)
         commit, dirty = git_commit()
         stats = meta['imputation']
@@ -468,10 +604,12 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
                 'stage1_encoder': {'file': STAGE1_FILE, 'input': INPUT_NAME,
                                    'output': EMBEDDING_NAME,
                                    'output_dim': int(encoder.config.hidden_dim),
-                                   'view': 'joint', 'config': encoder.config.to_dict()},
+                                   'view': 'joint', 'config': encoder.config.to_dict(),
+                                   'graph': GRAPH_FORM},
                 'classifier': {'file': CLASSIFIER_FILE, 'input': INPUT_NAME,
                                'output': LOGITS_NAME, 'num_classes': num_classes,
-                               'view': model.view, 'config': state['config']}},
+                               'view': model.view, 'config': state['config'],
+                               'graph': GRAPH_FORM}},
             'input_shape': ['N', *SAMPLE_SHAPE],
             'bodies_axis': 'dynamic: M = 2, or 1 for a window whose second slot is empty (add '
                            'the output of an all-zero one-body window and halve)',
@@ -493,24 +631,33 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
                 'imputation': {k: stats[k] for k in ('train', 'val') if k in stats},
                 'torch': torch.__version__},
         }
-        metadata['files'] = _checksums(tmp)
+        metadata['files'] = checksums(tmp)
         with open(os.path.join(tmp, METADATA_FILE), 'w') as f:
             json.dump(metadata, f, indent=2)
             f.write('\n')
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o755)
-        if os.path.exists(out):
-            old = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.old-', dir=parent)
-            os.replace(out, os.path.join(old, 'model'))
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return metadata
+
+
+def replace_directory(source, out):
+    """Rename the complete directory ``source`` to ``out``, replacing ``out`` if it exists.
+
+    The old ``out`` is first moved aside into a temporary sibling, so that ``out`` is always
+    either the old or the new directory, never a mix.
+    """
+    os.chmod(source, 0o755)
+    if not os.path.exists(out):
+        os.replace(source, out)
+        return
+    old = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.old-', dir=os.path.dirname(out))
+    os.replace(out, os.path.join(old, 'model'))
+    os.replace(source, out)
+    shutil.rmtree(old)
 
 
 def build_parser():
