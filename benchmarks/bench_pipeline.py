@@ -212,7 +212,7 @@ def sweep(model, windows, threads_list, batches, rounds):
     """
     module = classifier_module(model)
     x = completed_windows(Pipeline(model, backend='cpu'), windows[:max(batches)])
-    points = []
+    points, torch_threads = [], torch.get_num_threads()   # restored after the sweep
     with tempfile.TemporaryDirectory(prefix='bench_sweep_') as root:
         paths = {'old_export': os.path.join(root, 'old.onnx'),
                  'new_export': os.path.join(root, 'new.onnx')}
@@ -255,6 +255,7 @@ def sweep(model, windows, threads_list, batches, rounds):
                              **{name: percentiles(values) for name, values in times.items()}}
                     points.append(point)
                     print_point(point)
+    torch.set_num_threads(torch_threads)
     return points
 
 

@@ -50,8 +50,10 @@ def test_a_killed_run_resumes_identically(tmp_path):
     pretrain(common + ['--out', str(tmp_path / 'straight')])
     killed = tmp_path / 'resumed'
     command = [sys.executable, '-m', 'training.pretrain'] + common + ['--out', str(killed)]
+    # The same torch thread count as the runs in this process: float sums then agree bit for bit.
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, env=env)
     metrics = killed / 'metrics.jsonl'
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
