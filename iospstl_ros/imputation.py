@@ -411,9 +411,9 @@ class ClusterBank:
     float16 or float32, NaN where missing); a receiver of cluster k is imputed from those only,
     in float32. ``centroids_`` (K, e); ``donor_index_``: the row of the ``donors`` given to
     :meth:`from_clusters` that each bank row came from. A cluster is prepared (about ``4 * n_k
-    * d`` bytes, 20 MB for 667 NTU windows; twice that once over ``DIRECT_MAX_ROWS`` receivers
-    come at once) on first use or by :meth:`prepare`; the last ``max_cached_clusters`` are
-    kept, so do not share a bank between threads. ``groups`` (saved with the bank; without it
+    * (d + 5 G)`` bytes, 35 MB for 667 NTU windows; 20 MB more once over ``DIRECT_MAX_ROWS``
+    receivers come at once) on first use or by :meth:`prepare`; the last
+    ``max_cached_clusters`` are kept, so do not share a bank between threads. ``groups`` (saved with the bank; without it
     every feature is a group: right, slower) and ``blocks`` (not saved) as in
     :func:`nan_knn_impute`.
     """
