@@ -413,9 +413,9 @@ class ClusterBank:
     :meth:`from_clusters` that each bank row came from. A cluster is prepared (about ``4 * n_k
     * (d + 5 G)`` bytes, 35 MB for 667 NTU windows; 20 MB more once over ``DIRECT_MAX_ROWS``
     receivers come at once) on first use or by :meth:`prepare`; the last
-    ``max_cached_clusters`` are kept, so do not share a bank between threads. ``groups`` (saved with the bank; without it
-    every feature is a group: right, slower) and ``blocks`` (not saved) as in
-    :func:`nan_knn_impute`.
+    ``max_cached_clusters`` are kept, so do not share a bank between threads. ``groups`` (saved
+    with the bank; without it every feature is a group: right, slower) and ``blocks`` (not
+    saved) as in :func:`nan_knn_impute`.
     """
 
     def __init__(self, groups=None, blocks=None, chunk_size=256, max_cached_clusters=4):
