@@ -46,7 +46,7 @@ setup(
         'console_scripts': [
             'iospstl_node = iospstl_ros.nodes.action_node:main',
             'iospstl_k4a_adapter = iospstl_ros.nodes.k4a_adapter:main',
-            'iospstl_bag = iospstl_ros.nodes.bag_tool:main',
+            'iospstl_bag = iospstl_ros.bag.cli:main',
         ],
     },
 )

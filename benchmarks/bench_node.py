@@ -55,8 +55,9 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from iospstl_ros.datasets.synthetic import generate_sequence
 from iospstl_ros.nodes._ros_helpers import skeleton_cloud, status_values
-from iospstl_ros.synthetic import generate_sequence
+from iospstl_ros.plots import plot_histogram
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -65,7 +66,6 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
-from training.plots import plot_histogram
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROFILE = os.path.join(REPO, 'test', 'fastdds_fast_discovery.xml')

@@ -10,8 +10,8 @@ per-joint occlusion frequency over random scenes on a standing skeleton::
 import argparse
 import time
 
+from iospstl_ros.datasets.occlusion import ray_box_occluded, realistic_occlusion, sample_scene
 from iospstl_ros.layout import JOINT_NAMES, MAX_BODIES, MAX_FRAMES, NUM_JOINTS, STANDING_POSE
-from iospstl_ros.occlusion import ray_box_occluded, realistic_occlusion, sample_scene
 import numpy as np
 from tqdm import tqdm
 

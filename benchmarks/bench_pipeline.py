@@ -29,7 +29,7 @@ back-end of :class:`iospstl_ros.pipeline.Pipeline`:
   two 256-bit FMA pipes, as on AMD Zen 2-4 and Intel AVX2) x clock (``--ghz``, default the
   ``cpu MHz`` of /proc/cpuinfo) x threads.
 
-Windows are synthetic tracker output (``iospstl_ros.synthetic``: 40-150 frames at 30 Hz,
+Windows are synthetic tracker output (``iospstl_ros.datasets.synthetic``: 40-150 frames at 30 Hz,
 realistic furniture occlusion, one or two bodies)::
 
     python -m benchmarks.bench_pipeline --model models/default
@@ -44,9 +44,9 @@ import platform
 import tempfile
 import time
 
+from iospstl_ros.datasets.synthetic import generate_sequence
 from iospstl_ros.pipeline import Pipeline, STAGES
 from iospstl_ros.runtime import OnnxRunner
-from iospstl_ros.synthetic import generate_sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 import torch

@@ -25,7 +25,7 @@ import random
 import statistics
 import time
 
-from iospstl_ros.synthetic import sample_id, split_part
+from iospstl_ros.datasets.synthetic import sample_id, split_part
 import torch
 
 from training.model import EncoderConfig, flops_per_sample

@@ -37,6 +37,9 @@ from iospstl_ros.layout import (
 import numpy as np
 
 #: Name and version of the directory format written by ``training.export``.
+PACKAGE = 'iospstl_ros'
+#: Model directory below the package share (or the source tree), used when model_dir is ''.
+DEFAULT_MODEL_SUBDIR = os.path.join('models', 'default')
 MODEL_FORMAT = 'iospstl-model'
 MODEL_FORMAT_VERSION = 1
 METADATA_FILE = 'metadata.json'
@@ -338,3 +341,22 @@ def load_model_dir(path, verify_checksums=True, mmap=True, max_cached_clusters=4
         feature_mean=feature_mean, bank=bank, n_neighbors=n_neighbors,
         align_shoulders=align_shoulders, window_frames=WINDOW_FRAMES,
         embedding_dim=embedding_dim, checksums=checksums)
+
+
+def default_model_dir():
+    """``<share>/iospstl_ros/models/default`` when ament knows the package, else the source tree.
+
+    Returns
+    -------
+    str
+    """
+    if os.environ.get('AMENT_PREFIX_PATH'):
+        from ament_index_python.packages import (
+            get_package_share_directory, PackageNotFoundError)
+        try:
+            return os.path.join(get_package_share_directory(PACKAGE), DEFAULT_MODEL_SUBDIR)
+        except PackageNotFoundError:
+            pass
+    import iospstl_ros
+    source = os.path.dirname(os.path.dirname(os.path.abspath(iospstl_ros.__file__)))
+    return os.path.join(source, DEFAULT_MODEL_SUBDIR)

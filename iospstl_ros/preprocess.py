@@ -317,7 +317,7 @@ def preprocess_batch(data, occluded, present, num_frames, window=WINDOW_FRAMES,
     Parameters
     ----------
     data : ndarray of shape (N, 3, T, 25, M), float
-        As stored by :class:`iospstl_ros.dataset.SplitWriter` (NaN where occluded).
+        As stored by :class:`iospstl_ros.datasets.format.SplitWriter` (NaN where occluded).
     occluded : ndarray of shape (N, T, 25, M), bool
     present : ndarray of shape (N, T, M), bool
     num_frames : ndarray of shape (N,), int

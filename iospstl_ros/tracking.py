@@ -27,7 +27,7 @@ Per frame (:meth:`OnlineRecognizer.process`):
    of its frames. All due windows go to the pipeline in **one** call.
 5. **Pairing** (``pair_bodies``). Training windows hold up to two bodies: the performer in slot
    0 and, for the interactions (handshake, push, hug, ...), the partner in slot 1; one-person
-   samples leave slot 1 absent (:mod:`iospstl_ros.synthetic`, NTU's first two bodies). The
+   samples leave slot 1 absent (:mod:`iospstl_ros.datasets.synthetic`, NTU's first two bodies). The
    window of a due body A is built the same way: A in slot 0 and, in slot 1, the tracked body B
    nearest to A within ``pair_distance`` metres, B present in the frames where both were seen.
    The distance of two bodies is the median, over the frames of A's window in which both have a
@@ -49,7 +49,7 @@ Everything here is numpy-only.
 """
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import math
 
 from iospstl_ros.axes import AXES, check_axes, from_ntu, to_ntu
@@ -309,6 +309,29 @@ class _Track:
         return (np.arange(self.count - length, self.count)) % capacity
 
 
+@dataclass(frozen=True)
+class StepResult:
+    """What one :meth:`OnlineRecognizer.process` call produced.
+
+    Attributes
+    ----------
+    labels : tuple of BodyLabel
+        STALE labels of evicted bodies first, then one label per due body; each group in
+        ascending body id.
+    counts : dict of str to int
+        This call's additions to :attr:`OnlineRecognizer.counts` (keys with 0 left out).
+    errors : tuple of str
+        Messages of the windows that failed in the pipeline (skipped; the others served).
+    timings_ms : dict of str to float
+        Per-stage milliseconds of this call's pipeline run; empty when no window was due.
+    """
+
+    labels: tuple
+    counts: dict
+    errors: tuple = ()
+    timings_ms: dict = field(default_factory=dict)
+
+
 class OnlineRecognizer:
     """Per-body windows over a frame stream, one batched pipeline call per frame.
 
@@ -327,10 +350,6 @@ class OnlineRecognizer:
     counts : dict of str to int
         Running totals: ``frames``, ``windows``, ``pipeline_calls``, ``stale``,
         ``stamp_backwards``, ``time_reset``, ``body_limit``, ``pipeline_error``.
-    last_error : str or None
-        Message of the last pipeline error (the failing window is skipped, the others served).
-    last_timings_ms : dict or None
-        Per-stage milliseconds of the last pipeline call.
     """
 
     def __init__(self, pipeline, config=None):
@@ -340,8 +359,9 @@ class OnlineRecognizer:
             raise ValueError(f'config: expected a TrackerConfig, got '
                              f'{type(self.config).__name__}')
         self.counts = {}
-        self.last_error = None
-        self.last_timings_ms = None
+        self._step = {}             # this process call's counts
+        self._errors = []
+        self._timings_ms = {}
         self._class_index = {name: i for i, name in enumerate(pipeline.classes)}
         self.reset()
 
@@ -359,6 +379,7 @@ class OnlineRecognizer:
 
     def _count(self, key, n=1):
         self.counts[key] = self.counts.get(key, 0) + n
+        self._step[key] = self._step.get(key, 0) + n
 
     def _stale(self, track, stamp_ns, frame_id):
         label, index, confidence, topk = track.last or ('', -1, 0.0, ())
@@ -391,7 +412,7 @@ class OnlineRecognizer:
         return labels
 
     def process(self, frame):
-        """Add one frame; return the labels it produces.
+        """Add one frame; return the labels it produces, with this call's counts and timings.
 
         Parameters
         ----------
@@ -401,9 +422,8 @@ class OnlineRecognizer:
 
         Returns
         -------
-        list of BodyLabel
-            STALE labels of evicted bodies first, then one label per due body; each group in
-            ascending body id. Every label carries this frame's stamp and frame id.
+        StepResult
+            Every label carries this frame's stamp and frame id.
 
         Raises
         ------
@@ -411,6 +431,7 @@ class OnlineRecognizer:
             If the frame's stamp is older than the newest seen by at most ``timeout_s``.
         """
         config = self.config
+        self._step, self._errors, self._timings_ms = {}, [], {}
         stamp, frame_id = int(frame.stamp_ns), frame.frame_id
         timeout_ns = int(config.timeout_s * 1e9)
         labels = []
@@ -448,7 +469,8 @@ class OnlineRecognizer:
                     and (track.count - config.min_frames) % config.stride == 0:
                 due.append(body)
         labels.extend(self._recognise(sorted(due), stamp, frame_id))
-        return labels
+        return StepResult(tuple(labels), dict(self._step), tuple(self._errors),
+                          dict(self._timings_ms))
 
     def _partner(self, body, frames, reference):
         """Nearest other body within ``pair_distance`` over A's window, or None.
@@ -507,14 +529,14 @@ class OnlineRecognizer:
         self._count('pipeline_calls')
         try:
             return self.pipeline.run(windows)
-        except ValueError as error:
-            self.last_error = str(error)
+        except ValueError:
+            pass                    # find the failing window(s) below
         results = []
-        for window in windows:  # find the failing window(s), serve the others
+        for window in windows:  # serve the others
             try:
                 (result,) = self.pipeline.run([window])
             except ValueError as error:
-                self.last_error = str(error)
+                self._errors.append(str(error))
                 self._count('pipeline_error')
                 result = None
             results.append(result)
@@ -543,7 +565,7 @@ class OnlineRecognizer:
         for body, (window, partner, occluded), result in zip(due, built, results):
             if result is None:
                 continue
-            self.last_timings_ms = dict(result.timings_ms)
+            self._timings_ms = dict(result.timings_ms)
             self._count('windows')
             track = self._tracks[body]
             label, index, confidence, topk = self._smoothed(track, result)

@@ -10,6 +10,7 @@ skips and when it fails.
 
 import os
 
+import helpers
 import install_space
 import pytest
 
@@ -32,3 +33,13 @@ def colcon_workspace(tmp_path_factory):
 def install_env(colcon_workspace):
     """Return ``os.environ`` after ``source install/setup.bash`` of the session workspace."""
     return install_space.sourced_env(colcon_workspace)
+
+
+@pytest.fixture(scope='session')
+def tiny(tmp_path_factory):
+    """A tiny model trained and exported by the project's own scripts, once per session.
+
+    A dict of paths: ``root``, ``data``, ``stage1``, ``imputed``, ``classifier``, ``model``
+    (see :func:`helpers.build_tiny_model`). Tests copy ``model`` before changing it.
+    """
+    return helpers.build_tiny_model(tmp_path_factory)

@@ -12,18 +12,17 @@ import json
 import os
 import shutil
 
-from iospstl_ros.dataset import open_split, SplitWriter
-from iospstl_ros.layout import NUM_JOINTS
-from iospstl_ros.nodes.bag_io import (
+from helpers import ID_A, ID_B, POSE, pose, write_skeleton
+from iospstl_ros.bag.cli import build_parser, main
+from iospstl_ros.bag.rosbag import (
     BagReader, DIAGNOSTIC_ARRAY, POINTCLOUD2, TRUTH_KEYS, typestore)
-from iospstl_ros.nodes.bag_tool import build_parser, main
-from iospstl_ros.splits import ACTION_NAMES
+from iospstl_ros.datasets.format import open_split, SplitWriter
+from iospstl_ros.datasets.splits import ACTION_NAMES
+from iospstl_ros.layout import NUM_JOINTS
 from iospstl_ros.tracking import TrackerConfig
 import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
-from test_export import build_tiny_model
-from test_skeleton import ID_A, ID_B, POSE, pose, write_skeleton
 
 CLASSES = ['sit', 'stand', 'wave']
 #: numpy dtypes of the PointField datatypes the contract uses.
@@ -215,11 +214,6 @@ def test_help_explains_every_flag():
 
 
 # --------------------------------------------------------------------------- eval
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory)
-
 
 @pytest.fixture(scope='module')
 def eval_bag(tiny, tmp_path_factory):

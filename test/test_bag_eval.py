@@ -1,8 +1,8 @@
-"""Scoring of replayed labels against ground truth (iospstl_ros.bag_eval), without ROS."""
+"""Scoring of replayed labels against ground truth (iospstl_ros.bag.evaluate), without ROS."""
 
 import math
 
-from iospstl_ros.bag_eval import (
+from iospstl_ros.bag.evaluate import (
     align_truth, compare_predictions, latency_summary, match_predictions, Prediction,
     read_truth_csv, score, TruthEntry, vote)
 import numpy as np

@@ -3,13 +3,12 @@
 from benchmarks.bench_pipeline import sweep, tracker_windows
 from iospstl_ros.model_dir import load_model_dir
 import pytest
-from test_export import build_tiny_model
 
 
 @pytest.mark.slow
 def test_the_sweep_times_the_old_export_the_new_export_and_pytorch_on_one_function(
-        tmp_path_factory, capsys):
-    model = load_model_dir(build_tiny_model(tmp_path_factory)['model'])
+        tiny, capsys):
+    model = load_model_dir(tiny['model'])
     capsys.readouterr()
     points = sweep(model, tracker_windows(3), threads_list=[1], batches=[1, 3], rounds=2)
     assert [(p['threads'], p['batch'], p['rounds']) for p in points] == [(1, 1, 2), (1, 3, 2)]

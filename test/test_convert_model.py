@@ -4,13 +4,13 @@ import json
 import os
 import shutil
 
+from helpers import rewrite_file, sha256
 from iospstl_ros.model_dir import (
     CLASSIFIER_FILE, load_model_dir, METADATA_FILE, REQUIRED_FILES, STAGE1_FILE)
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from test_export import build_tiny_model, rewrite_file, sha256
 import torch
 
 from training.convert_model import main as convert, read_classifier, read_encoder
@@ -21,11 +21,6 @@ from training.windows import load_windows
 
 #: Held-out windows of the conversions in these tests (the command's default is 200).
 WINDOWS = '24'
-
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory)
 
 
 def old_model(tiny, tmp_path):

@@ -3,7 +3,7 @@
 import json
 import pickle
 
-from iospstl_ros.dataset import missing_joint_flags, open_split, SplitWriter
+from iospstl_ros.datasets.format import missing_joint_flags, open_split, SplitWriter
 import numpy as np
 import pytest
 

@@ -3,18 +3,12 @@
 import json
 import os
 
-from iospstl_ros.dataset import open_split
+from iospstl_ros.datasets.format import open_split
 import numpy as np
 import pytest
-from test_export import build_tiny_model
 
 from training.evaluate_model import main as evaluate_model
 from training.synthesize import main as synthesize
-
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory)
 
 
 def test_pipeline_accuracy_matches_the_offline_pytorch_evaluation(tiny, tmp_path):

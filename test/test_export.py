@@ -1,11 +1,11 @@
 """Model export (training.export) and the checks made when loading a model directory."""
 
-import hashlib
 import json
 import os
 import re
 import shutil
 
+from helpers import rewrite_file, sha256
 from iospstl_ros.layout import CENTER_JOINT
 from iospstl_ros.model_dir import (
     CLASSIFIER_FILE, load_model_dir, METADATA_FILE, MODEL_FORMAT, REQUIRED_FILES, STAGE1_FILE)
@@ -15,73 +15,17 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from training.evaluate import load_encoder, main as evaluate
+from training.evaluate import load_encoder
 import training.export
 from training.export import load_classifier, main as export
-from training.impute import main as impute
 from training.model import STGCNEncoder
-from training.pretrain import main as pretrain
-from training.synthesize import main as synthesize
-from training.windows import load_windows, make_windows
-
-
-def build_tiny_model(tmp_path_factory):
-    """Build a tiny model directory with the project's own scripts, once per test session.
-
-    Returns
-    -------
-    dict of str to str
-        ``root``, ``data`` (synthetic xsub benchmark), ``stage1``, ``imputed``,
-        ``classifier`` and ``model`` (the exported directory).
-    """
-    root = tmp_path_factory.getbasetemp() / 'iospstl_tiny_model'
-    paths = {'root': root, 'data': root / 'synth' / 'xsub', 'stage1': root / 'pre' / 'encoder.pt',
-             'imputed': root / 'imputed', 'classifier': root / 'eval' / 'classifier.pt',
-             'model': root / 'models' / 'tiny'}
-    paths = {key: str(value) for key, value in paths.items()}
-    if os.path.exists(os.path.join(paths['model'], METADATA_FILE)):
-        return paths
-    shutil.rmtree(root, ignore_errors=True)
-    synthesize(['--out', str(root / 'synth'), '--num-samples', '100', '--seed', '5',
-                '--benchmarks', 'xsub', '--max-frames', '150', '--workers', '1'])
-    for part in ('train', 'val'):
-        make_windows(paths['data'], part, progress=False)
-    pretrain(['--data', paths['data'], '--out', str(root / 'pre'), '--preset', 'tiny',
-              '--epochs', '1', '--device', 'cpu', '--no-progress'])
-    impute(['--data', paths['data'], '--encoder', paths['stage1'], '--out', paths['imputed'],
-            '--clusters', '4', '--no-progress'])
-    evaluate(['--data', paths['imputed'], '--encoder', paths['stage1'], '--epochs', '2',
-              '--out', str(root / 'eval'), '--device', 'cpu', '--no-progress'])
-    export(['--stage1', paths['stage1'], '--classifier', paths['classifier'],
-            '--imputed', paths['imputed'], '--out', paths['model']])
-    return paths
-
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory)
-
-
-def sha256(path):
-    return hashlib.sha256(open(path, 'rb').read()).hexdigest()
+from training.windows import load_windows
 
 
 def copy_model(tiny, tmp_path):
     target = tmp_path / 'model'
     shutil.copytree(tiny['model'], target)
     return target
-
-
-def rewrite_file(model, name, array=None, data=None):
-    """Replace a file and record its new checksum, so that only the content is wrong."""
-    path = model / name
-    if array is not None:
-        np.save(path, array)
-    else:
-        path.write_bytes(data)
-    meta = json.loads((model / METADATA_FILE).read_text())
-    meta['files'][name] = {'sha256': sha256(path), 'bytes': path.stat().st_size}
-    (model / METADATA_FILE).write_text(json.dumps(meta))
 
 
 def edit_metadata(model, change):

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 from iospstl_ros.axes import from_ntu, TO_NTU, to_ntu
+from iospstl_ros.datasets.synthetic import generate_sequence
 from iospstl_ros.k4a import (
     CHILD_FRAME_RPY, convert_markers, K4A_JOINT_NAMES, K4A_NUM_JOINTS, K4A_TO_NTU, k4a_to_ntu,
     markers_to_bodies, NTU_FROM_K4A, output_frame_id)
 from iospstl_ros.layout import JOINT_NAMES
-from iospstl_ros.synthetic import generate_sequence
 import numpy as np
 import pytest
 import ros_fixtures

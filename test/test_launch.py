@@ -24,8 +24,8 @@ import subprocess
 from diagnostic_msgs.msg import DiagnosticArray
 import install_space
 from iospstl_ros.axes import from_ntu
+from iospstl_ros.datasets.synthetic import generate_sequence
 from iospstl_ros.nodes._ros_helpers import skeleton_cloud, status_values
-from iospstl_ros.synthetic import generate_sequence
 import numpy as np
 import pytest
 from rclpy.executors import SingleThreadedExecutor

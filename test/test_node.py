@@ -22,10 +22,12 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from iospstl_ros.axes import from_ntu
 from iospstl_ros.cloud import encode_skeletons, FLOAT32, SkeletonFrame, UINT8
+from iospstl_ros.datasets.synthetic import CLASS_NAMES, generate_sequence
+from iospstl_ros.model_dir import default_model_dir
 from iospstl_ros.nodes._ros_helpers import (
-    default_model_dir, LABEL_KEYS, skeleton_cloud, status_values)
-from iospstl_ros.nodes.action_node import ActionNode, PARAMETERS
-from iospstl_ros.synthetic import CLASS_NAMES, generate_sequence
+    LABEL_KEYS, skeleton_cloud, status_values)
+from iospstl_ros.nodes.action_node import ActionNode
+from iospstl_ros.params import PARAMETERS
 from iospstl_ros.tracking import OnlineRecognizer
 import numpy as np
 import pytest
@@ -37,7 +39,6 @@ import ros_fixtures
 from ros_fixtures import fast_discovery_env, spin_for, spin_until, wait_for_match
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
-from test_export import build_tiny_model
 from visualization_msgs.msg import Marker, MarkerArray
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,8 +57,8 @@ FAST = {'window': 12, 'min_frames': 6, 'stride': 3, 'backend': 'cpu', 'threads':
 
 
 @pytest.fixture(scope='module')
-def tiny_model(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory)['model']
+def tiny_model(tiny):
+    return tiny['model']
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -93,7 +94,7 @@ def core_labels(node, messages):
         labels += recognizer.process(SkeletonFrame(
             stamp_ns, 'oracle', np.array(ids, np.uint32),
             np.stack([bodies[i][0] for i in ids]).astype(np.float32),
-            np.stack([bodies[i][1] for i in ids])))
+            np.stack([bodies[i][1] for i in ids]))).labels
     return labels
 
 

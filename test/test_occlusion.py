@@ -1,10 +1,10 @@
 """Tests of the occlusion synthesis: ray casting geometry, scenes, random occlusion."""
 
-from iospstl_ros.layout import NUM_JOINTS, STANDING_POSE
-from iospstl_ros.occlusion import (
+from iospstl_ros.datasets.occlusion import (
     apply_occlusion, box_corners, estimate_pitch, FLOOR_MARGIN, MAX_PITCH_DEG,
     MIN_CAMERA_CLEARANCE, MIN_UPRIGHT_FRAMES, OCCLUDER_CATALOGUE, random_occlusion,
     ray_box_occluded, realistic_occlusion, sample_scene, Scene)
+from iospstl_ros.layout import NUM_JOINTS, STANDING_POSE
 import numpy as np
 import pytest
 

@@ -4,29 +4,24 @@ import json
 import os
 import shutil
 
-from iospstl_ros.dataset import open_split
+from helpers import rewrite_file
+from iospstl_ros.datasets.format import open_split
+from iospstl_ros.datasets.synthetic import generate_sequence
 from iospstl_ros.model_dir import CLASSIFIER_FILE, METADATA_FILE, STAGE1_FILE
 from iospstl_ros.pipeline import Pipeline, softmax, STAGES
 from iospstl_ros.preprocess import preprocess_sequence
 from iospstl_ros.runtime import (
     available_backends, engine_cache_dir, GPU_UNAVAILABLE, NATIVE_PROVIDER, OnnxRunner,
     open_runner)
-from iospstl_ros.synthetic import generate_sequence
 import numpy as np
 import onnxruntime as ort
 import pytest
-from test_export import build_tiny_model
 
 from training.windows import load_windows
 
 HAS_CUDA = 'CUDAExecutionProvider' in ort.get_available_providers()
 HAS_TENSORRT = 'TensorrtExecutionProvider' in ort.get_available_providers()
 HAS_NATIVE_TENSORRT = 'tensorrt-native' in available_backends()
-
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory)
 
 
 @pytest.fixture(scope='module')
@@ -207,7 +202,6 @@ def test_an_empty_second_slot_runs_as_one_body_with_the_same_results(tiny, pipel
 @pytest.mark.slow
 def test_a_graph_with_two_fixed_slots_still_serves(tiny, tmp_path):
     from training.export import export_onnx, load_classifier
-    from test_export import rewrite_file
 
     model = tmp_path / 'model'
     shutil.copytree(tiny['model'], model)

@@ -4,13 +4,13 @@ import json
 import os
 import pickle
 
-from iospstl_ros.dataset import open_split
-from iospstl_ros.splits import (
+from helpers import ID_A, ID_B, pose, write_skeleton
+from iospstl_ros.datasets.format import open_split
+from iospstl_ros.datasets.splits import (
     ACTION_NAMES, in_dataset, is_training, NTU120_XSUB_TRAIN_SUBJECTS,
     NTU60_XSUB_TRAIN_SUBJECTS, parse_sample_name, SampleName)
 import numpy as np
 import pytest
-from test_skeleton import ID_A, ID_B, pose, write_skeleton
 from training.prepare_ntu import main, read_ignore_list
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from iospstl_ros.dataset import SplitWriter
+from iospstl_ros.datasets.format import SplitWriter
 import numpy as np
 import pytest
 import torch

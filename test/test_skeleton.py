@@ -1,51 +1,10 @@
 """NTU ``.skeleton`` reader, occlusion flags and layout conversion on tiny hand-written files."""
 
-from iospstl_ros.skeleton import (
+from helpers import ID_A, ID_B, pose, skeleton_text, write_skeleton
+from iospstl_ros.datasets.ntu import (
     NtuSkeleton, occlusion_from_tracking, read_ntu_skeleton, to_layout)
 import numpy as np
 import pytest
-
-#: A standing person about 3 m in front of the camera (x, y, z per joint, metres).
-POSE = (
-    (0.0, -0.10, 3.0), (0.0, 0.17, 3.0), (0.0, 0.42, 3.0), (0.0, 0.53, 3.0),
-    (-0.17, 0.36, 3.0), (-0.22, 0.10, 3.0), (-0.25, -0.10, 3.0), (-0.26, -0.16, 3.0),
-    (0.17, 0.36, 3.0), (0.22, 0.10, 3.0), (0.25, -0.10, 3.0), (0.26, -0.16, 3.0),
-    (-0.08, -0.10, 3.0), (-0.09, -0.45, 3.0), (-0.09, -0.80, 3.0), (-0.09, -0.86, 2.95),
-    (0.08, -0.10, 3.0), (0.09, -0.45, 3.0), (0.09, -0.80, 3.0), (0.09, -0.86, 2.95),
-    (0.0, 0.35, 3.0), (-0.27, -0.22, 3.0), (-0.24, -0.18, 2.97), (0.27, -0.22, 3.0),
-    (0.24, -0.18, 2.97),
-)
-ID_A = 72057594037931101
-ID_B = 72057594037931103      # float64 cannot tell it from ID_A (spacing 16 at 7.2e16)
-
-
-def pose(dx=0.0, states=None, zero=()):
-    """25 (x, y, z, state) tuples: POSE shifted by dx; joints in ``zero`` at (0, 0, 0)."""
-    states = states or {}
-    joints = []
-    for j, (x, y, z) in enumerate(POSE):
-        xyz = (0.0, 0.0, 0.0) if j in zero else (round(x + dx, 6), y, z)
-        joints.append(xyz + (states.get(j, 2),))
-    return joints
-
-
-def skeleton_text(frames, newline='\n'):
-    """File text of ``frames``: a list (per frame) of lists of (body_id, 25 joints)."""
-    lines = [str(len(frames))]
-    for bodies in frames:
-        lines.append(str(len(bodies)))
-        for body_id, joints in bodies:
-            lines.append(f'{body_id} 0 1 1 1 1 0 0.02764709 0.05745083 2')
-            lines.append('25')
-            lines += [f'{x} {y} {z} 250.1 200.2 950.3 520.4 0.1 -0.2 0.3 0.9 {state}'
-                      for x, y, z, state in joints]
-    return newline.join(lines) + newline
-
-
-def write_skeleton(path, frames, newline='\n'):
-    with open(path, 'w', newline='') as f:
-        f.write(skeleton_text(frames, newline))
-    return str(path)
 
 
 @pytest.mark.parametrize('newline', ['\n', '\r\n'])

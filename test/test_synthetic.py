@@ -4,8 +4,8 @@ import json
 import os
 import warnings
 
-from iospstl_ros import synthetic
-from iospstl_ros.dataset import open_split
+from iospstl_ros.datasets import synthetic
+from iospstl_ros.datasets.format import open_split
 from iospstl_ros.layout import CENTER_JOINT, EDGES, LEFT_SHOULDER, RIGHT_SHOULDER
 import numpy as np
 import pytest
@@ -53,9 +53,9 @@ def test_bad_arguments_raise():
         synthetic.sample_index('S001C004P001R001A001')
     with pytest.raises(ValueError, match='action <= 17, got 18'):
         synthetic.sample_index('S001C001P001R001A018')
-    with pytest.raises(ValueError, match='index to be an integer >= 0, got -1'):
+    with pytest.raises(ValueError, match='index: expected an int >= 0, got -1'):
         synthetic.sample_id(-1)
-    with pytest.raises(ValueError, match='seed to be an integer >= 0'):
+    with pytest.raises(ValueError, match='seed: expected an int >= 0'):
         synthetic.generate_sequence(1.5, 0)
     with pytest.raises(ValueError, match="occlusion in .*got 'furniture'"):
         synthetic.generate_sequence(0, 0, 'furniture')

@@ -13,14 +13,13 @@ import math
 
 from iospstl_ros.axes import from_ntu, to_ntu
 from iospstl_ros.cloud import CloudError, SkeletonFrame
+from iospstl_ros.datasets.synthetic import generate_sequence
 from iospstl_ros.layout import STANDING_POSE
 from iospstl_ros.pipeline import ActionResult, Pipeline
-from iospstl_ros.synthetic import generate_sequence
 from iospstl_ros.tracking import (
     complete_in_sensor_frame, OnlineRecognizer, reference_points, StampError, TrackerConfig)
 import numpy as np
 import pytest
-from test_export import build_tiny_model
 
 CLASSES = ('wave', 'clap', 'hug')
 FRAME_NS = 33_333_333
@@ -78,7 +77,7 @@ def run(recognizer, frames):
     """{frame number: labels} of the frames that produced labels."""
     out = {}
     for t, f in frames:
-        labels = recognizer.process(f)
+        labels = recognizer.process(f).labels
         if labels:
             out[t] = labels
     return out
@@ -217,12 +216,13 @@ def test_stamps_going_backwards_are_rejected_and_a_big_jump_back_resets():
         recognizer.process(frame(11, {1: body_pose()}))  # 33 ms back: within the timeout
     assert caught.value.reason == 'stamp_backwards' and isinstance(caught.value, CloudError)
     assert recognizer.counts['stamp_backwards'] == 1
-    assert len(recognizer.process(frame(12, {1: body_pose()}))) == 1  # equal stamp: accepted
+    # an equal stamp is accepted
+    assert len(recognizer.process(frame(12, {1: body_pose()})).labels) == 1
     # 400 ms back, more than the timeout: a restarted recording; old tracks end STALE
-    labels = recognizer.process(frame(0, {3: body_pose()}))
+    labels = recognizer.process(frame(0, {3: body_pose()})).labels
     assert [(x.body_id, x.level, x.stamp_ns) for x in labels] == [(1, 'STALE', 0)]
     assert recognizer.counts['time_reset'] == 1 and recognizer.tracked_ids == [3]
-    assert [x.body_id for x in recognizer.process(frame(1, {3: body_pose()}))] == [3]
+    assert [x.body_id for x in recognizer.process(frame(1, {3: body_pose()})).labels] == [3]
 
 
 def test_flush_reports_every_body_stale_once():
@@ -261,15 +261,15 @@ def test_warn_levels_for_confidence_and_occlusion():
     config = TrackerConfig(window=1, min_frames=1, stride=1, min_confidence=0.5,
                            max_occluded_ratio=0.3)
     low = OnlineRecognizer(RecordingPipeline(probabilities=[(0.4, 0.35, 0.25)]), config)
-    assert [x.level for x in low.process(frame(0, {1: body_pose()}))] == ['WARN']
+    assert [x.level for x in low.process(frame(0, {1: body_pose()})).labels] == ['WARN']
     hidden = np.zeros((1, 25), bool)
     hidden[0, :8] = True  # 8 / 25 = 0.32 > 0.3
     occluded = OnlineRecognizer(RecordingPipeline(), config)
-    (label,) = occluded.process(frame(0, {1: body_pose()}, hidden))
+    (label,) = occluded.process(frame(0, {1: body_pose()}, hidden)).labels
     assert label.level == 'WARN' and label.occluded_ratio == pytest.approx(0.32)
     hidden[0, 7] = False  # 0.28
     fine = OnlineRecognizer(RecordingPipeline(), config)
-    assert [x.level for x in fine.process(frame(0, {1: body_pose()}, hidden))] == ['OK']
+    assert [x.level for x in fine.process(frame(0, {1: body_pose()}, hidden)).labels] == ['OK']
 
 
 def test_pairing_puts_the_nearest_body_within_the_distance_into_slot_1():
@@ -347,7 +347,7 @@ def test_the_partner_search_agrees_with_the_rule_body_by_body(seed):
         poses = {int(i): body_pose(start[i] + 0.02 * t * rng.normal(size=3) * (1, 0, 1))
                  for i in seen}
         hidden = rng.random((len(seen), 25)) < 0.3
-        labels = recognizer.process(frame(t, poses, hidden, axes='ntu'))
+        labels = recognizer.process(frame(t, poses, hidden, axes='ntu')).labels
         for label in labels:
             if label.level != 'STALE':
                 assert label.partner_id == partner_by_loop(recognizer, label.body_id)
@@ -359,15 +359,22 @@ def test_the_partner_search_agrees_with_the_rule_body_by_body(seed):
 def test_the_body_limit_and_a_failing_window():
     config = TrackerConfig(window=1, min_frames=1, stride=1, max_bodies=2, pair_bodies=False)
     limited = OnlineRecognizer(RecordingPipeline(), config)
-    labels = limited.process(frame(0, {1: body_pose(), 2: body_pose((2, 0, 3)),
-                                       3: body_pose((4, 0, 3))}))
-    assert [x.body_id for x in labels] == [1, 2] and limited.counts['body_limit'] == 1
+    step = limited.process(frame(0, {1: body_pose(), 2: body_pose((2, 0, 3)),
+                                     3: body_pose((4, 0, 3))}))
+    assert [x.body_id for x in step.labels] == [1, 2]
+    assert step.counts == {'frames': 1, 'body_limit': 1, 'pipeline_calls': 1, 'windows': 2}
+    assert step.errors == () and set(step.timings_ms) == {'total'}
+    assert limited.counts['body_limit'] == 1
     failing = RecordingPipeline(fail_when=lambda w: w[0][0, 0, 0, 0] == 666)
     recognizer = OnlineRecognizer(failing, config)
-    labels = recognizer.process(frame(0, {1: body_pose(marker=666), 2: body_pose((2, 0, 3))}))
-    assert [x.body_id for x in labels] == [2]
-    assert recognizer.counts['pipeline_error'] == 1
-    assert 'expected finite coordinates' in recognizer.last_error
+    step = recognizer.process(frame(0, {1: body_pose(marker=666), 2: body_pose((2, 0, 3))}))
+    assert [x.body_id for x in step.labels] == [2]
+    assert step.counts['pipeline_error'] == 1 and recognizer.counts['pipeline_error'] == 1
+    (error,) = step.errors
+    assert 'expected finite coordinates' in error
+    quiet = recognizer.process(frame(1, {2: body_pose((2, 0, 3))}))
+    assert quiet.errors == () and 'pipeline_error' not in quiet.counts
+    assert recognizer.counts['pipeline_error'] == 1 and recognizer.counts['frames'] == 2
 
 
 def test_reference_points_fall_back_to_the_shoulders():
@@ -398,8 +405,8 @@ def test_completed_frame_goes_back_to_the_sensor_frame():
 
 
 @pytest.fixture(scope='module')
-def tiny_pipeline(tmp_path_factory):
-    pipeline = Pipeline(build_tiny_model(tmp_path_factory)['model'], backend='cpu', top_k=5)
+def tiny_pipeline(tiny):
+    pipeline = Pipeline(tiny['model'], backend='cpu', top_k=5)
     pipeline.warm_up()
     return pipeline
 
@@ -434,9 +441,9 @@ def test_real_pipeline_labels_equal_a_direct_call_and_replay_is_deterministic(ti
     sequence, frames = sequence_frames(3, 0)
     config = TrackerConfig(window=40, min_frames=30, stride=10, keep_imputed=True)
     recognizer = OnlineRecognizer(tiny_pipeline, config)
-    first = [x for f in frames for x in recognizer.process(f)]
+    first = [x for f in frames for x in recognizer.process(f).labels]
     again = OnlineRecognizer(tiny_pipeline, config)
-    second = [x for f in frames for x in again.process(f)]
+    second = [x for f in frames for x in again.process(f).labels]
     assert len(first) == 1 + (len(frames) - 30) // 10 and len(first) >= 2
     assert [(x.stamp_ns, x.label, x.confidence, x.topk) for x in first] == \
         [(x.stamp_ns, x.label, x.confidence, x.topk) for x in second]
@@ -462,7 +469,7 @@ def labels_and_windows(pipeline, frames, axes):
     recorder = Recorder(pipeline)
     recognizer = OnlineRecognizer(recorder, TrackerConfig(
         window=40, min_frames=30, stride=10, keep_imputed=True, input_axes=axes))
-    return [x for f in frames for x in recognizer.process(f)], recorder.windows
+    return [x for f in frames for x in recognizer.process(f).labels], recorder.windows
 
 
 def summary(labels):

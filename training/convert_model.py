@@ -16,7 +16,7 @@ rewrites both graphs from the weights inside them, without the training checkpoi
    ``--tolerance`` (batch 1 and 3, two body slots and one, as ``training.export`` checks), and
    the one-body shortcut must hold;
 4. held-out check: ``--windows`` synthetic windows that no model was trained on
-   (:mod:`iospstl_ros.synthetic`, seed ``--seed``) go through the robot's
+   (:mod:`iospstl_ros.datasets.synthetic`, seed ``--seed``) go through the robot's
    :class:`~iospstl_ros.pipeline.Pipeline` with the old graphs and with the new ones; every
    window must get the same cluster and the same class (a difference is accepted only where
    the old pipeline's two best classes are within ``--tolerance`` of each other);
@@ -38,11 +38,11 @@ import shutil
 import sys
 import tempfile
 
+from iospstl_ros.datasets.synthetic import generate_sequence
 from iospstl_ros.layout import WINDOW_FRAMES
 from iospstl_ros.model_dir import (
     CLASSIFIER_FILE, EMBEDDING_NAME, load_model_dir, LOGITS_NAME, METADATA_FILE, STAGE1_FILE)
 from iospstl_ros.pipeline import Pipeline
-from iospstl_ros.synthetic import generate_sequence
 import numpy as np
 import torch
 from torch import nn
@@ -375,7 +375,8 @@ def convert_model_dir(path, tolerance=1e-4, windows=HELD_OUT_WINDOWS, seed=HELD_
         _write_metadata(target, meta)
         parity['held_out'] = dict(compare_pipelines(path, target,
                                                     held_out_windows(windows, seed), tolerance),
-                                  seed=seed, data='iospstl_ros.synthetic, realistic occlusion')
+                                  seed=seed,
+                                  data='iospstl_ros.datasets.synthetic, realistic occlusion')
         _write_metadata(target, meta)
         load_model_dir(target)      # the result must load, checksums included
         replace_directory(target, path)

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 
+from iospstl_ros.plots import confusion_matrix, plot_confusion
 import numpy as np
 import torch
 from torch import nn
@@ -28,7 +29,6 @@ from training.augment import input_view
 from training.common import check_resume_arguments, RunDir, seed_everything, select_device
 from training.data import class_stratified_subset, WindowDataset
 from training.model import Classifier, EncoderConfig, STGCNEncoder
-from training.plots import confusion_matrix, plot_confusion
 
 DEFAULT_LR = {'linear': 0.01, 'finetune': 5e-3, 'semi': 5e-3}
 

@@ -16,13 +16,13 @@ import json
 import os
 import time
 
-from iospstl_ros.dataset import open_split
+from iospstl_ros.datasets.format import open_split
 from iospstl_ros.pipeline import Pipeline
+from iospstl_ros.plots import confusion_matrix, plot_confusion
 import numpy as np
 from tqdm import tqdm
 
 from training.common import RunDir
-from training.plots import confusion_matrix, plot_confusion
 
 
 def build_parser():

@@ -17,8 +17,8 @@ import sys
 import time
 
 from iospstl_ros.completion import feature_means, knn_rows
-from iospstl_ros.dataset import open_split
-from iospstl_ros.occlusion import apply_occlusion
+from iospstl_ros.datasets.format import open_split
+from iospstl_ros.datasets.occlusion import apply_occlusion
 from iospstl_ros.preprocess import preprocess_batch
 import numpy as np
 from sklearn.cluster import KMeans

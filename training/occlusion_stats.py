@@ -25,7 +25,8 @@ them and the row names the joints never visible). Their boxes are not stored eit
 ``OUT_occluders.png`` then draws no boxes for data prepared with realistic occlusion (a new
 scene cannot stand in for the lost one: the stored skeleton lacks the hidden joints that locate
 the floor), and for other data (no furniture occlusion) an *illustrative* scene drawn now by
-:func:`iospstl_ros.occlusion.realistic_occlusion`, dashed grey, watermarked and titled as such.
+:func:`iospstl_ros.datasets.occlusion.realistic_occlusion`, dashed grey, watermarked and titled
+as such.
 """
 
 import argparse
@@ -34,10 +35,10 @@ import os
 import sys
 import textwrap
 
-from iospstl_ros.dataset import open_split, PARTS
+from iospstl_ros.datasets.format import open_split, PARTS
+from iospstl_ros.datasets.occlusion import box_corners, realistic_occlusion
+from iospstl_ros.datasets.synthetic import GENERATOR_VERSION, realistic_scene, sample_index
 from iospstl_ros.layout import EDGES, JOINT_NAMES, NUM_JOINTS
-from iospstl_ros.occlusion import box_corners, realistic_occlusion
-from iospstl_ros.synthetic import GENERATOR_VERSION, realistic_scene, sample_index
 import numpy as np
 
 #: Samples per chunk when scanning the memory-mapped masks.
@@ -122,7 +123,7 @@ def occlusion_statistics(occluded, present, labels, B=None, classes=None):
 
 
 def split_statistics(split):
-    """:func:`occlusion_statistics` of an opened :class:`iospstl_ros.dataset.Split`."""
+    """:func:`occlusion_statistics` of an opened :class:`iospstl_ros.datasets.format.Split`."""
     return occlusion_statistics(split.occluded, split.present, split.labels, split.B,
                                 split.meta.get('classes'))
 
@@ -200,7 +201,7 @@ def true_sequence(split, index):
         T = the sample's frame count.
     occluded : ndarray of shape (T, 25, M), bool
     present : ndarray of shape (T, M), bool
-    scene : iospstl_ros.occlusion.Scene or None
+    scene : iospstl_ros.datasets.occlusion.Scene or None
         The exact occluders for synthetic data with realistic occlusion.
     """
     t = int(split.num_frames[index])
@@ -340,7 +341,7 @@ def plot_occluders(split, index, path, seed=0):
       stored skeleton already lacks the hidden joints that locate the floor), so no boxes are
       drawn; red joints are the stored occlusion.
     - ``'illustrative'``: other data without furniture occlusion: a scene drawn now by
-      :func:`iospstl_ros.occlusion.realistic_occlusion` with ``default_rng(seed)`` (dashed
+      :func:`iospstl_ros.datasets.occlusion.realistic_occlusion` with ``default_rng(seed)`` (dashed
       grey, watermarked, titled as such); red joints are the ones it would hide.
 
     Occluded joints are drawn at their true position when known, otherwise hollow at the

@@ -3,8 +3,9 @@
 Reads either a directory of raw ``.skeleton`` files (``--skeletons``) or the widely used
 preprocessed arrays (``--npy-data X_data_joint.npy --npy-labels X_label.pkl``, float32
 (N, 3, 300, 25, 2) with zeros for absent bodies and padding, and a pickle of (names, labels)),
-and writes ``OUT/<benchmark>/`` (e.g. ``OUT/xsub``) with :class:`iospstl_ros.dataset.SplitWriter`
-(parts ``train`` and ``val``, memory-mapped ``.npy`` files, see :mod:`iospstl_ros.dataset`).
+and writes ``OUT/<benchmark>/`` (e.g. ``OUT/xsub``) with
+:class:`iospstl_ros.datasets.format.SplitWriter` (parts ``train`` and ``val``, memory-mapped
+``.npy`` files, see :mod:`iospstl_ros.datasets.format`).
 
 Per sample, in this order:
 
@@ -18,7 +19,7 @@ Per sample, in this order:
 4. A sample without any body, or whose bodies have no visible joint, is skipped and counted,
    as are samples named in ``--ignore-list`` and samples outside ``--dataset``.
 5. ``--occlusion realistic|random`` adds synthetic occlusion
-   (:func:`iospstl_ros.occlusion.apply_occlusion`) with the generator
+   (:func:`iospstl_ros.datasets.occlusion.apply_occlusion`) with the generator
    ``numpy.random.default_rng([seed, index])``, ``index`` being the sample's position in the
    sorted list of the data set's input samples (before skipping). Results therefore do not
    depend on ``--workers``, the ignore list or the benchmarks chosen, and a sample is occluded
@@ -35,11 +36,11 @@ import pickle
 import shlex
 import sys
 
-from iospstl_ros.dataset import SplitWriter
-from iospstl_ros.layout import MAX_BODIES, MAX_FRAMES, NUM_CHANNELS, NUM_JOINTS
-from iospstl_ros.skeleton import OCCLUDED_STATES, read_ntu_skeleton, to_layout
-from iospstl_ros.splits import (
+from iospstl_ros.datasets.format import SplitWriter
+from iospstl_ros.datasets.ntu import OCCLUDED_STATES, read_ntu_skeleton, to_layout
+from iospstl_ros.datasets.splits import (
     ACTION_NAMES, BENCHMARKS, DATASETS, in_dataset, is_training, parse_sample_name)
+from iospstl_ros.layout import MAX_BODIES, MAX_FRAMES, NUM_CHANNELS, NUM_JOINTS
 import numpy as np
 from tqdm import tqdm
 
@@ -219,7 +220,7 @@ def _convert(task):
     source, occluded_states, occlusion, seed, index = task
     xyz, occluded, present, _ = _load_cut(source, occluded_states)
     if occlusion != 'none':
-        from iospstl_ros.occlusion import apply_occlusion
+        from iospstl_ros.datasets.occlusion import apply_occlusion
         rng = np.random.default_rng([seed, index])
         occluded = apply_occlusion(xyz, occluded, present, occlusion, rng)
     return xyz, occluded, present

@@ -1,10 +1,10 @@
 """Write the built-in synthetic occluded skeleton benchmark, one folder per benchmark.
 
 ``python -m training.synthesize --out data/synthetic`` generates ``--num-samples`` sequences
-with :func:`iospstl_ros.synthetic.generate_sequence` (seed ``--seed``, sample indices
+with :func:`iospstl_ros.datasets.synthetic.generate_sequence` (seed ``--seed``, sample indices
 ``0 .. N-1``) and writes ``OUT/xsub/`` and ``OUT/xview/`` with
-:class:`iospstl_ros.dataset.SplitWriter`, exactly as ``training.prepare_ntu`` writes NTU RGB+D:
-parts ``train`` and ``val``, samples sorted by their NTU-style name within each part.
+:class:`iospstl_ros.datasets.format.SplitWriter`, exactly as ``training.prepare_ntu`` writes NTU
+RGB+D: parts ``train`` and ``val``, samples sorted by their NTU-style name within each part.
 
 - ``xsub``: train on the odd subjects (P001, P003, ..., P019), test on the even ones.
 - ``xview``: train on cameras 2 and 3 (+-45 degrees), test on camera 1 (frontal).
@@ -23,13 +23,13 @@ import shlex
 import sys
 import time
 
-from iospstl_ros.dataset import PARTS, SplitWriter
-from iospstl_ros.layout import MAX_FRAMES
-from iospstl_ros.occlusion import OCCLUSION_MODES
-from iospstl_ros.synthetic import (
+from iospstl_ros.datasets.format import PARTS, SplitWriter
+from iospstl_ros.datasets.occlusion import OCCLUSION_MODES
+from iospstl_ros.datasets.synthetic import (
     BENCHMARKS, CAMERA_AZIMUTHS, CLASS_NAMES, generate_sequence, GENERATOR_VERSION,
     MAX_SEQUENCE_FRAMES, NUM_SUBJECTS, sample_id, split_part, TRAIN_CAMERAS, TRAIN_SUBJECTS,
     TWO_PERSON_CLASSES)
+from iospstl_ros.layout import MAX_FRAMES
 from tqdm import tqdm
 
 

@@ -14,7 +14,7 @@ window. Written memory-mapped, in chunks, with a progress bar.
 import argparse
 import os
 
-from iospstl_ros.dataset import open_split, PARTS
+from iospstl_ros.datasets.format import open_split, PARTS
 from iospstl_ros.layout import MAX_BODIES, NUM_CHANNELS, NUM_JOINTS, WINDOW_FRAMES
 from iospstl_ros.preprocess import preprocess_batch
 import numpy as np

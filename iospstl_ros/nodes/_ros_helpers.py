@@ -3,9 +3,7 @@
 Only conversions between ROS messages and the core's plain values live here; no algorithm.
 """
 
-from dataclasses import dataclass
 import json
-import os
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from iospstl_ros.cloud import encode_skeletons
@@ -13,81 +11,36 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2, PointField
 
-PACKAGE = 'iospstl_ros'
-#: Model directory below the package share (or the source tree), used when model_dir is ''.
-DEFAULT_MODEL_SUBDIR = os.path.join('models', 'default')
 #: DiagnosticStatus level byte of each label level.
 LEVEL_BYTES = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN,
                'ERROR': DiagnosticStatus.ERROR, 'STALE': DiagnosticStatus.STALE}
 #: Keys of every status of ``action_labels``, in this order.
 LABEL_KEYS = ('body_id', 'class_index', 'label', 'confidence', 'topk', 'frames_in_window',
               'occluded_ratio', 'imputed_joints', 'inference_ms', 'end_to_end_ms', 'partner_id')
-RELIABILITIES = ('best_effort', 'reliable')
 
 
-@dataclass(frozen=True)
-class Param:
-    """One declared parameter: name, default, meaning, and its descriptor's constraints."""
-
-    name: str
-    default: object
-    description: str
-    read_only: bool = True
-    low: object = None
-    high: object = None
-    step: object = None
-    choices: tuple = ()
-
-    def descriptor(self):
-        """Build the ParameterDescriptor (description, read_only, range, choices)."""
-        descriptor = ParameterDescriptor(name=self.name, description=self.description,
-                                         read_only=self.read_only)
-        if self.choices:
-            descriptor.additional_constraints = 'one of: ' + ', '.join(self.choices)
-        if self.low is not None and isinstance(self.default, int) \
-                and not isinstance(self.default, bool):
-            descriptor.integer_range = [IntegerRange(from_value=self.low, to_value=self.high,
-                                                     step=self.step or 1)]
-        elif self.low is not None:
-            descriptor.floating_point_range = [FloatingPointRange(
-                from_value=float(self.low), to_value=float(self.high),
-                step=float(self.step or 0.0))]
-        return descriptor
+def descriptor(param):
+    """Build the ParameterDescriptor of a :class:`~iospstl_ros.params.Param`."""
+    result = ParameterDescriptor(name=param.name, description=param.description,
+                                 read_only=param.read_only)
+    if param.choices:
+        result.additional_constraints = 'one of: ' + ', '.join(param.choices)
+    if param.low is not None and isinstance(param.default, int) \
+            and not isinstance(param.default, bool):
+        result.integer_range = [IntegerRange(from_value=param.low, to_value=param.high,
+                                             step=param.step or 1)]
+    elif param.low is not None:
+        result.floating_point_range = [FloatingPointRange(
+            from_value=float(param.low), to_value=float(param.high),
+            step=float(param.step or 0.0))]
+    return result
 
 
 def declare(node, params):
     """Declare every parameter of ``params`` on ``node``; return {name: value}."""
     for param in params:
-        node.declare_parameter(param.name, param.default, param.descriptor())
+        node.declare_parameter(param.name, param.default, descriptor(param))
     return {param.name: node.get_parameter(param.name).value for param in params}
-
-
-def check_choices(params, values):
-    """Return an error text for a value outside its ``choices``, else None."""
-    for param in params:
-        if param.choices and values.get(param.name) not in param.choices:
-            return (f'parameter {param.name}: expected one of {", ".join(param.choices)}, got '
-                    f'{values.get(param.name)!r}')
-    return None
-
-
-def default_model_dir():
-    """``<share>/iospstl_ros/models/default`` when ament knows the package, else the source tree.
-
-    Returns
-    -------
-    str
-    """
-    if os.environ.get('AMENT_PREFIX_PATH'):
-        from ament_index_python.packages import (
-            get_package_share_directory, PackageNotFoundError)
-        try:
-            return os.path.join(get_package_share_directory(PACKAGE), DEFAULT_MODEL_SUBDIR)
-        except PackageNotFoundError:
-            pass
-    import iospstl_ros
-    source = os.path.dirname(os.path.dirname(os.path.abspath(iospstl_ros.__file__)))
-    return os.path.join(source, DEFAULT_MODEL_SUBDIR)
 
 
 def input_qos(reliability, depth):

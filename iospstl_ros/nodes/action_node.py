@@ -33,15 +33,16 @@ import time
 
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from iospstl_ros.axes import AXES, up_vector
+from iospstl_ros.axes import up_vector
 from iospstl_ros.cloud import CloudError, decode_skeletons
 from iospstl_ros.layout import CENTER_JOINT
+from iospstl_ros.model_dir import default_model_dir
 from iospstl_ros.nodes._ros_helpers import (
-    check_choices, declare, default_model_dir, input_qos, labels_message, Param,
-    RELIABILITIES, skeleton_cloud, stamp_to_ns)
-from iospstl_ros.pipeline import Pipeline, STAGES
-from iospstl_ros.runtime import BACKENDS
-from iospstl_ros.tracking import OnlineRecognizer, TrackerConfig
+    declare, input_qos, labels_message, skeleton_cloud, stamp_to_ns)
+from iospstl_ros.params import (
+    build_pipeline, check_choices, NODE_NAME, PARAMETERS, tracker_config)
+from iospstl_ros.pipeline import STAGES
+from iospstl_ros.tracking import OnlineRecognizer
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
@@ -52,93 +53,10 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
-NODE_NAME = 'iospstl_node'
 #: Head joint (NTU 3): where ``~/action_markers`` puts the text.
 HEAD_JOINT = 3
 #: Text height above the head, metres, along the input axes' up (+z rep103, -y optical, +y ntu).
 MARKER_OFFSET = 0.25
-#: Pipeline top-k: every class, so that smoothing averages complete distributions.
-ALL_CLASSES = 1_000_000
-_DEFAULT = TrackerConfig()
-
-#: Every parameter of the node (mirrored in config/iospstl.yaml).
-PARAMETERS = (
-    Param('autostart', True, 'Configure and activate at start-up without a lifecycle manager; '
-          'exit with status 1 if that fails.'),
-    Param('model_dir', '', 'Model directory written by training.export; empty = '
-          '<share>/iospstl_ros/models/default (or models/default of the source tree).'),
-    Param('backend', 'auto', 'Inference back-end; auto = TensorRT, else CUDA, else CPU, '
-          'whichever ONNX Runtime offers.', choices=BACKENDS),
-    Param('threads', 2, 'ONNX Runtime intra-op threads per graph.', low=1, high=64),
-    Param('top_k', 5, 'Classes listed in each label (values key topk).', low=1, high=100),
-    Param('verify_checksums', True, 'Hash every model file against metadata.json when '
-          'loading.'),
-    Param('cache_dir', '', 'Root of the TensorRT engine caches; empty = $IOSPSTL_CACHE_DIR or '
-          '~/.cache/iospstl_ros.'),
-    Param('cached_clusters', 4, 'Clusters of the KNN bank kept prepared in memory (about 35 MB '
-          'each for an NTU-sized cluster), the largest prepared at start-up; a window of another '
-          'cluster prepares it first, which delays its label by tens of ms.', low=1, high=1024),
-    Param('window', _DEFAULT.window, 'Frames per body window (ring buffer length).', low=1,
-          high=900),
-    Param('min_frames', _DEFAULT.min_frames, 'Frames a body needs before its first label '
-          '(<= window); labels are WARN until the window is full.', low=1, high=900),
-    Param('stride', _DEFAULT.stride, 'Frames of a body between two of its labels.',
-          read_only=False, low=1, high=300),
-    Param('timeout_s', _DEFAULT.timeout_s, 'Message time after which an unseen body is '
-          'dropped and reported STALE (also node-clock time after the last message).',
-          read_only=False, low=0.05, high=60.0),
-    Param('pair_bodies', _DEFAULT.pair_bodies, 'Put the nearest other body within '
-          'pair_distance into the second body slot (two-person actions).', read_only=False),
-    Param('pair_distance', _DEFAULT.pair_distance, 'Largest median spine-shoulder distance of '
-          'a partner, metres.', read_only=False, low=0.0, high=10.0),
-    Param('smoothing', _DEFAULT.smoothing, 'Windows whose class probabilities are averaged '
-          '(1 = off).', low=1, high=30),
-    Param('max_bodies', _DEFAULT.max_bodies, 'Bodies tracked at once; further new ids are '
-          'ignored and counted.', low=1, high=256),
-    Param('max_bodies_per_message', 64, 'Messages with more rows are rejected '
-          '(too_many_bodies).', low=1, high=4096),
-    Param('min_confidence', _DEFAULT.min_confidence, 'Labels below this confidence are WARN.',
-          read_only=False, low=0.0, high=1.0),
-    Param('max_occluded_ratio', _DEFAULT.max_occluded_ratio, 'Labels of windows with a larger '
-          'occluded share of joint slots are WARN.', read_only=False, low=0.0, high=1.0),
-    Param('input_axes', _DEFAULT.input_axes, 'Axes of the skeletons coordinates: rep103 = x '
-          'forward, y left, z up (REP-103 body frame); optical = x right, y down, z forward '
-          '(camera optical frame); ntu = x left, y up, z forward (Kinect v2 camera space). '
-          'Rotated into the NTU axes of the model; outputs stay in the input frame and axes.',
-          choices=AXES),
-    Param('input_reliability', 'best_effort', 'Reliability of the skeletons subscription.',
-          choices=RELIABILITIES),
-    Param('input_depth', 5, 'Queue depth (keep last) of the skeletons subscription.', low=1,
-          high=1000),
-    Param('publish_markers', False, 'Publish ~/action_markers (RViz text above each head).'),
-    Param('publish_imputed', False, 'Publish ~/imputed_skeletons (newest frame with occluded '
-          'joints filled, extra field imputed).'),
-    Param('diagnostics_period_s', 1.0, 'Period of the node health status on /diagnostics.',
-          low=0.1, high=60.0),
-    Param('warning_throttle_s', 5.0, 'Least time between two warnings about bad input.',
-          low=0.0, high=3600.0),
-)
-
-#: Parameters that go into TrackerConfig, by TrackerConfig field name.
-TRACKER_FIELDS = ('window', 'min_frames', 'stride', 'timeout_s', 'pair_bodies', 'pair_distance',
-                  'smoothing', 'max_bodies', 'top_k', 'min_confidence', 'max_occluded_ratio',
-                  'input_axes')
-
-
-def build_pipeline(values, model_dir):
-    """Build the node's :class:`~iospstl_ros.pipeline.Pipeline` for these parameter values.
-
-    Parameters
-    ----------
-    values : dict of str to object
-        Every parameter of :data:`PARAMETERS` by name.
-    model_dir : str
-        The model directory (``values['model_dir']`` resolved).
-    """
-    return Pipeline(model_dir, backend=values['backend'], threads=values['threads'],
-                    top_k=ALL_CLASSES, cache_dir=values['cache_dir'] or None,
-                    verify_checksums=values['verify_checksums'],
-                    max_cached_clusters=values['cached_clusters'])
 
 
 def _mean(values):
@@ -172,17 +90,13 @@ class ActionNode(LifecycleNode):
 
     # ---------------------------------------------------------------- lifecycle
 
-    def _tracker_config(self, values):
-        fields = {name: values[name] for name in TRACKER_FIELDS}
-        return TrackerConfig(keep_imputed=bool(values['publish_imputed']), **fields)
-
     def on_configure(self, state):
         values = self.params
         problem = check_choices(PARAMETERS, values)
         try:
             if problem:
                 raise ValueError(problem)
-            config = self._tracker_config(values)
+            config = tracker_config(values, keep_imputed=bool(values['publish_imputed']))
             model_dir = values['model_dir'] or default_model_dir()
             self.model_dir = os.path.abspath(model_dir)
             pipeline = build_pipeline(values, self.model_dir)
@@ -265,7 +179,7 @@ class ActionNode(LifecycleNode):
         values = dict(self.params)
         values.update({p.name: p.value for p in parameters})
         try:
-            config = self._tracker_config(values)
+            config = tracker_config(values, keep_imputed=bool(values['publish_imputed']))
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
         self.params = values
@@ -304,17 +218,16 @@ class ActionNode(LifecycleNode):
         if not frame.num_bodies:
             self._empty_frames += 1
         tracked = time.perf_counter()
-        before = dict(self.recognizer.counts)
         try:
-            labels = self.recognizer.process(frame)
+            step = self.recognizer.process(frame)
         except CloudError as error:  # StampError
             self._reject(error)
             return
         self._time('track', tracked)
-        self._note_tracker(before)
-        if labels:
+        self._note_tracker(step)
+        if step.labels:
             published = time.perf_counter()
-            self._publish(msg, frame, labels)
+            self._publish(msg, frame, step.labels)
             self._time('publish', published)
         self._time('callback', started)
 
@@ -324,19 +237,17 @@ class ActionNode(LifecycleNode):
         self._warn(f'skeletons: message rejected ({error}); {sum(self._rejected.values())} '
                    'rejected so far')
 
-    def _note_tracker(self, before):
-        counts = self.recognizer.counts
+    def _note_tracker(self, step):
         for key in ('body_limit', 'pipeline_error', 'time_reset'):
-            new = counts.get(key, 0) - before.get(key, 0)
+            new = step.counts.get(key, 0)
             if new:
                 self._handled[key] += new
                 self._period_problems += new
-                detail = f': {self.recognizer.last_error}' if key == 'pipeline_error' else ''
+                detail = f': {step.errors[-1]}' if key == 'pipeline_error' else ''
                 self._warn(f'skeletons: {key} x{new}{detail}')
-        timings = self.recognizer.last_timings_ms
-        if counts.get('windows', 0) != before.get('windows', 0) and timings:
+        if step.timings_ms:
             for stage in STAGES:
-                self._latency.setdefault(f'pipeline_{stage}', []).append(timings[stage])
+                self._latency.setdefault(f'pipeline_{stage}', []).append(step.timings_ms[stage])
 
     def _publish(self, msg, frame, labels):
         now_ns = self.get_clock().now().nanoseconds

@@ -18,7 +18,8 @@ import sys
 
 from iospstl_ros.axes import AXES, FRAME_SUFFIXES
 from iospstl_ros.k4a import convert_markers, DEFAULT_OUTPUT_AXES, DRIVER_AXES
-from iospstl_ros.nodes._ros_helpers import check_choices, declare, Param, skeleton_cloud
+from iospstl_ros.nodes._ros_helpers import declare, skeleton_cloud
+from iospstl_ros.params import check_choices, Param
 import numpy as np
 import rclpy
 from rclpy.exceptions import ParameterException

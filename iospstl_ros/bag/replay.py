@@ -12,43 +12,26 @@ produces the labels the node publishes when the bag is played into it without lo
 from collections import Counter
 import os
 
-from iospstl_ros.bag_eval import Prediction
+from iospstl_ros.bag.evaluate import Prediction
+from iospstl_ros.bag.rosbag import frame_from_message
 from iospstl_ros.cloud import CloudError
-from iospstl_ros.nodes._ros_helpers import default_model_dir
-from iospstl_ros.nodes.action_node import (
-    build_pipeline, NODE_NAME, PARAMETERS, TRACKER_FIELDS)
-from iospstl_ros.nodes.bag_io import frame_from_message
+from iospstl_ros.model_dir import default_model_dir
+from iospstl_ros.params import build_pipeline, NODE_NAME, PARAMETERS
 from iospstl_ros.pipeline import ActionResult
-from iospstl_ros.tracking import OnlineRecognizer, TrackerConfig
+from iospstl_ros.tracking import OnlineRecognizer
 import numpy as np
+from rclpy.parameter import parameter_dict_from_yaml_file, parameter_value_to_python
 import yaml
 
 #: Parameters a params file may hold that the node does not declare but ROS does.
 ROS_PARAMETERS = ('use_sim_time',)
 
 
-def _parameter_sections(tree, path=()):
-    """Yield (path, ros__parameters dict) of a ROS 2 params-file tree, in file order."""
-    if not isinstance(tree, dict):
-        return
-    for key, value in tree.items():
-        if key == 'ros__parameters' and isinstance(value, dict):
-            yield path, value
-        elif isinstance(value, dict):
-            yield from _parameter_sections(value, path + (str(key),))
-
-
-def _applies(path, node_name):
-    """Whether a params-file section applies to a node called ``node_name`` in any namespace."""
-    name = '/'.join(part.strip('/') for part in path if part.strip('/'))
-    return name in ('**', '*', node_name) or name.endswith('/' + node_name) \
-        or name == f'**/{node_name}'
-
-
 def read_params_file(path, node_name=NODE_NAME):
     """Parameters of ``node_name`` in a ROS 2 params file (``--params-file`` format).
 
-    Sections ``/**`` and ``<namespace>/<node_name>`` apply, merged in file order.
+    The sections ``/**`` and ``<namespace>/<node_name>`` apply, read by rclpy's own parser
+    (``rclpy.parameter.parameter_dict_from_yaml_file``), the node's section last.
 
     Returns
     -------
@@ -66,15 +49,18 @@ def read_params_file(path, node_name=NODE_NAME):
             tree = yaml.safe_load(f)
         except yaml.YAMLError as error:
             raise ValueError(f'{path}: not a YAML params file: {error}') from error
-    values, found = {}, False
-    for section, params in _parameter_sections(tree):
-        if _applies(section, node_name):
-            values.update(params)
-            found = True
-    if not found:
+    keys = list(tree) if isinstance(tree, dict) else []
+    targets = [key for key in keys if str(key).strip('/').split('/')[-1] == node_name]
+    if not targets and '/**' not in keys:
         raise ValueError(f'{path}: expected a section "/**:" or "{node_name}:" with '
-                         'ros__parameters, found none')
-    return values
+                         f'ros__parameters, found {keys}')
+    try:
+        parameters = parameter_dict_from_yaml_file(path, use_wildcard=True,
+                                                   target_nodes=targets)
+    except RuntimeError as error:
+        raise ValueError(f'{path}: {error}') from error
+    return {name: parameter_value_to_python(message.value)
+            for name, message in parameters.items()}
 
 
 def parse_override(text):
@@ -105,11 +91,6 @@ def node_parameters(params_file=None, overrides=()):
     ignored = sorted(k for k in given if k not in values and k not in ROS_PARAMETERS)
     values.update({k: v for k, v in given.items() if k in values})
     return values, ignored
-
-
-def tracker_config(values):
-    """Build the node's TrackerConfig for these parameter values (``keep_imputed`` off)."""
-    return TrackerConfig(**{name: values[name] for name in TRACKER_FIELDS})
 
 
 def make_pipeline(values, model_dir=None):
@@ -167,11 +148,12 @@ def replay_offline(reader, pipeline, config, max_bodies_per_message, progress=No
         try:
             frame, issues = frame_from_message(message, max_bodies_per_message)
             handled.update(issues)
-            labels = recognizer.process(frame)
+            step = recognizer.process(frame)
         except CloudError as error:  # includes StampError, as in the node
             rejected[error.reason] += 1
             continue
-        predictions.extend(prediction_from_label(label, label.inference_ms) for label in labels)
+        predictions.extend(prediction_from_label(label, label.inference_ms)
+                           for label in step.labels)
     predictions.extend(prediction_from_label(label) for label in recognizer.flush())
     return predictions, {'messages': messages, 'rejected': dict(rejected),
                          'handled': dict(handled), 'tracker': dict(recognizer.counts)}
@@ -207,9 +189,9 @@ def scheduled_windows(reader, classes, config, max_bodies_per_message):
     for _, _, message in reader.skeleton_messages():
         try:
             frame, _ = frame_from_message(message, max_bodies_per_message)
-            labels = recognizer.process(frame)
+            step = recognizer.process(frame)
         except CloudError:
             continue
-        keys.extend((int(label.stamp_ns), int(label.body_id)) for label in labels
+        keys.extend((int(label.stamp_ns), int(label.body_id)) for label in step.labels
                     if label.level != 'STALE')
     return keys

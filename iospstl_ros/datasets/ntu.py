@@ -17,7 +17,7 @@ so they are parsed as exact integers into uint64, never through a float.
 Occlusion has two signals in NTU-derived data: Kinect's tracking state, and (in the occluded
 NTU of Peng et al. that the paper uses) joints whose ``x y z`` are all exactly 0.
 :func:`occlusion_from_tracking` combines both; :func:`to_layout` gives the arrays
-:meth:`iospstl_ros.dataset.SplitWriter.write` takes.
+:meth:`iospstl_ros.datasets.format.SplitWriter.write` takes.
 """
 
 from dataclasses import dataclass
@@ -242,7 +242,7 @@ def occlusion_from_tracking(tracking_state, xyz, occluded_states=OCCLUDED_STATES
 
 
 def to_layout(skeleton, max_bodies=MAX_BODIES, occluded_states=OCCLUDED_STATES):
-    """Convert a skeleton to the arrays of :meth:`iospstl_ros.dataset.SplitWriter.write`.
+    """Convert a skeleton to the arrays of :meth:`iospstl_ros.datasets.format.SplitWriter.write`.
 
     Bodies are kept in file order and slots beyond ``max_bodies`` are dropped (the first
     ``max_bodies`` listed bodies of each frame are kept, as the reference code and CrosSCLR

@@ -20,7 +20,7 @@ import time
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from iospstl_ros.bag_eval import Prediction
+from iospstl_ros.bag.evaluate import Prediction
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy

@@ -1,10 +1,18 @@
-"""Plots the scripts write (matplotlib, Agg backend: no display needed)."""
+"""Plots the tools and scripts write, as PNG files.
 
-import matplotlib
+matplotlib is imported when a plot is drawn (Agg backend: no display needed), so the robot
+side runs without it; :func:`confusion_matrix` is numpy only.
+"""
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402,I100
-import numpy as np  # noqa: E402
+import numpy as np
+
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (ImportError names the missing package)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def confusion_matrix(labels, predictions, num_classes):
@@ -25,6 +33,7 @@ def plot_confusion(matrix, class_names, path, title='Confusion matrix'):
     normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
     n = len(matrix)
     size = max(5.0, 0.35 * n + 2)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(size, size))
     image = ax.imshow(normalised, cmap='Blues', vmin=0, vmax=1)
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
@@ -49,6 +58,7 @@ def plot_confusion(matrix, class_names, path, title='Confusion matrix'):
 def plot_histogram(values_ms, path, title, xlabel='latency (ms)'):
     """Write a histogram with p50 / p99 marked as a PNG."""
     values = np.asarray(values_ms, dtype=np.float64)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(values, bins=min(60, max(10, len(values) // 20)), color='steelblue')
     for q, style in ((50, '--'), (99, ':')):

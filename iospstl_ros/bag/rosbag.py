@@ -42,12 +42,12 @@ import shutil
 import sqlite3
 
 from iospstl_ros.axes import check_axes, from_ntu
-from iospstl_ros.bag_eval import TruthEntry
+from iospstl_ros.bag.evaluate import TruthEntry
 from iospstl_ros.cloud import CloudError, decode_skeletons, encode_skeletons
-from iospstl_ros.dataset import open_split
+from iospstl_ros.datasets.format import open_split
+from iospstl_ros.datasets.ntu import read_ntu_skeleton, to_layout
+from iospstl_ros.datasets.splits import ACTION_NAMES, parse_sample_name
 from iospstl_ros.layout import MAX_BODIES, NUM_JOINTS
-from iospstl_ros.skeleton import read_ntu_skeleton, to_layout
-from iospstl_ros.splits import ACTION_NAMES, parse_sample_name
 import numpy as np
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import get_typestore, Stores
@@ -109,7 +109,7 @@ class BagSequence:
 
 
 def sequences_from_split(root, part, limit=None, clean=False):
-    """Read the sequences of one part of a benchmark directory (``iospstl_ros.dataset``).
+    """Read the sequences of one part of a benchmark directory (``iospstl_ros.datasets.format``).
 
     Parameters
     ----------
@@ -153,9 +153,9 @@ def _split_sequences(split, classes, count, clean):
 def sequences_from_skeleton_dir(directory, limit=None, clean=False):
     """Read raw NTU RGB+D ``.skeleton`` files (sorted by name) of a directory.
 
-    Bodies are the first two listed in each frame (:func:`iospstl_ros.skeleton.to_layout`);
+    Bodies are the first two listed in each frame (:func:`iospstl_ros.datasets.ntu.to_layout`);
     occlusion is Kinect's tracking state (not tracked, inferred) or x y z exactly 0. The class
-    is the name's action - 1, named after :data:`iospstl_ros.splits.ACTION_NAMES`.
+    is the name's action - 1, named after :data:`iospstl_ros.datasets.splits.ACTION_NAMES`.
 
     Parameters
     ----------

@@ -1,11 +1,11 @@
 """``iospstl_bag``: record data sets as rosbags, and evaluate the node by replaying them.
 
 ``iospstl_bag convert``
-    Data-set arrays (a benchmark directory of ``iospstl_ros.dataset``: synthetic or NTU, part
-    train or val) or a directory of raw NTU ``.skeleton`` files -> a rosbag2 bag (mcap or
+    Data-set arrays (a benchmark directory of ``iospstl_ros.datasets.format``: synthetic or NTU,
+    part train or val) or a directory of raw NTU ``.skeleton`` files -> a rosbag2 bag (mcap or
     sqlite3) with ``/skeletons`` (PointCloud2, the node's input) at 30 Hz and ``/ground_truth``
     (DiagnosticArray, the true class per sequence and body). Format:
-    :mod:`iospstl_ros.nodes.bag_io`.
+    :mod:`iospstl_ros.bag.rosbag`.
 
 ``iospstl_bag eval``
     Replays a bag through the recogniser and scores the labels against the ground truth.
@@ -27,14 +27,15 @@ import sys
 import time
 
 from iospstl_ros.axes import AXES
-from iospstl_ros.bag_eval import (
+from iospstl_ros.bag.evaluate import (
     align_truth, compare_predictions, latency_summary, match_predictions, read_truth_csv, score,
     SCORED_LEVELS, SEQUENCE_RULES)
-from iospstl_ros.model_dir import load_model_dir
-from iospstl_ros.nodes.bag_io import (
+from iospstl_ros.bag.rosbag import (
     BagReader, DEFAULT_AXES, DEFAULT_FRAME_ID, DEFAULT_RATE, DEFAULT_START_TIME_NS,
     GROUND_TRUTH_TOPIC, sequences_from_skeleton_dir, sequences_from_split, SKELETONS_TOPIC,
     STORAGES, write_bag)
+from iospstl_ros.model_dir import load_model_dir
+from iospstl_ros.plots import plot_confusion, plot_histogram
 from iospstl_ros.tracking import TrackerConfig
 
 PROG = 'iospstl_bag'
@@ -303,22 +304,20 @@ def _write_predictions(path, predictions, truth, matched):
 
 def _plots(out, report, classes, latencies, latency_title):
     """Write the PNGs; return their names (empty without matplotlib)."""
+    written = []
     try:
-        from training.plots import plot_confusion, plot_histogram
+        if report is not None:
+            for key, title in (('window_confusion', 'Per-window confusion'),
+                               ('sequence_confusion', 'Per-sequence confusion')):
+                name = f'{key}.png'
+                plot_confusion(report[key], classes, os.path.join(out, name), title)
+                written.append(name)
+        if len(latencies):
+            plot_histogram(latencies, os.path.join(out, 'latency.png'), latency_title)
+            written.append('latency.png')
     except ImportError as error:
         print(f'{PROG}: no plots written ({error}; install matplotlib, or pass --no-plots)',
               file=sys.stderr)
-        return []
-    written = []
-    if report is not None:
-        for key, title in (('window_confusion', 'Per-window confusion'),
-                           ('sequence_confusion', 'Per-sequence confusion')):
-            name = f'{key}.png'
-            plot_confusion(report[key], classes, os.path.join(out, name), title)
-            written.append(name)
-    if len(latencies):
-        plot_histogram(latencies, os.path.join(out, 'latency.png'), latency_title)
-        written.append('latency.png')
     return written
 
 
@@ -338,9 +337,10 @@ def _fmt(value, unit='', digits=1):
 
 def _live(args, reader, values, model_dir, classes, out):
     """Replay over DDS; return (predictions, live stats)."""
-    from iospstl_ros.nodes.bag_live import (
+    from iospstl_ros.bag.live import (
         LiveReplay, node_command, NodeProcess, PROFILE_VARIABLE, write_fast_discovery_profile)
-    from iospstl_ros.nodes.bag_replay import scheduled_windows, tracker_config
+    from iospstl_ros.bag.replay import scheduled_windows
+    from iospstl_ros.params import tracker_config
 
     expected = scheduled_windows(reader, classes, tracker_config(values),
                                  values['max_bodies_per_message'])
@@ -393,7 +393,8 @@ def _live(args, reader, values, model_dir, classes, out):
 
 def _offline(args, reader, values, model_dir, summary):
     """Replay without DDS; return (predictions, classes)."""
-    from iospstl_ros.nodes.bag_replay import make_pipeline, replay_offline, tracker_config
+    from iospstl_ros.bag.replay import make_pipeline, replay_offline
+    from iospstl_ros.params import tracker_config
 
     pipeline = make_pipeline(values, model_dir)
     summary['providers'] = pipeline.providers
@@ -429,8 +430,9 @@ def _score(args, predictions, truth, classes, summary):
 
 def run_eval(args):
     """``iospstl_bag eval``; returns the summary dict."""
-    from iospstl_ros.nodes._ros_helpers import default_model_dir
-    from iospstl_ros.nodes.bag_replay import node_parameters, parse_override, tracker_config
+    from iospstl_ros.bag.replay import node_parameters, parse_override
+    from iospstl_ros.model_dir import default_model_dir
+    from iospstl_ros.params import tracker_config
 
     overrides = [parse_override(text) for text in args.param]
     values, ignored = node_parameters(args.params_file, overrides)
