@@ -39,6 +39,7 @@ Everything here is numpy-only.
 from dataclasses import dataclass
 
 from iospstl_ros.layout import NUM_JOINTS
+from iospstl_ros.validation import is_int
 import numpy as np
 
 #: sensor_msgs/PointField datatype codes.
@@ -196,10 +197,6 @@ def _field_tuple(field):
     return name, offset, datatype, count
 
 
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _parse_fields(fields, point_step, big_endian):
     """Map each required field name to (offset, numpy dtype); checks types and bounds."""
     found = {}
@@ -215,7 +212,7 @@ def _parse_fields(fields, point_step, big_endian):
                              f'{{{allowed}}} with count 1, got datatype {datatype!r} with '
                              f'count {count!r}')
         dtype = np.dtype(DATATYPES[datatype]).newbyteorder('>' if big_endian else '<')
-        if not _is_int(offset) or offset < 0 or offset + dtype.itemsize > point_step:
+        if not is_int(offset) or offset < 0 or offset + dtype.itemsize > point_step:
             raise CloudError('bad_field_offset', f'field {name!r}: expected an offset in '
                              f'[0, {point_step - dtype.itemsize}] (point_step {point_step}), '
                              f'got {offset!r}')
@@ -289,7 +286,7 @@ def decode_skeletons(height, width, fields, is_bigendian, point_step, row_step, 
     """
     for name, value in (('height', height), ('width', width), ('point_step', point_step),
                         ('row_step', row_step)):
-        if not _is_int(value) or value < 0:
+        if not is_int(value) or value < 0:
             raise CloudError('bad_header', f'expected {name} as an int >= 0, got {value!r}')
     if height > max_bodies:
         raise CloudError('too_many_bodies', f'expected at most {max_bodies} bodies (rows), got '

@@ -34,6 +34,7 @@ import os
 from iospstl_ros.imputation import ClusterBank, coordinate_blocks, coordinate_groups
 from iospstl_ros.layout import (
     CENTER_JOINT, EDGES, JOINT_NAMES, MAX_BODIES, NUM_CHANNELS, NUM_JOINTS, WINDOW_FRAMES)
+from iospstl_ros.validation import is_int
 import numpy as np
 
 #: Name and version of the directory format written by ``training.export``.
@@ -188,7 +189,7 @@ def _lookup(path, meta, *keys):
 
 
 def _positive_int(path, value, what):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise _error(path, METADATA_FILE, f'expected {what} as an int >= 1, got {value!r}')
     return value
 

@@ -44,6 +44,7 @@ from typing import NamedTuple
 from iospstl_ros.layout import (
     BONE_PAIRS, CENTER_JOINT, LEFT_SHOULDER, NUM_CHANNELS, NUM_JOINTS, RIGHT_SHOULDER,
     WINDOW_FRAMES)
+from iospstl_ros.validation import check_int
 import numpy as np
 
 #: Views of the encoder input, in the reference's ``get_stream`` names.
@@ -71,13 +72,6 @@ class Preprocessed(NamedTuple):
     data: np.ndarray
     occluded: np.ndarray
     present: np.ndarray
-
-
-def _check_positive(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < 1:
-        raise ValueError(f'{name} must be a positive int, got {value!r}')
-    return int(value)
 
 
 def _check_sequence(xyz, occluded, present):
@@ -287,7 +281,7 @@ def preprocess_sequence(xyz, occluded, present, window=WINDOW_FRAMES, align_shou
         finite.
     """
     xyz, occluded, present = _check_sequence(xyz, occluded, present)
-    window = _check_positive(window, 'window')
+    window = check_int('window', window)
     frames = np.flatnonzero(present.any(axis=1))
     if frames.size == 0:
         raise ValueError(f'expected at least one frame with a present body, got {len(present)} '
@@ -343,8 +337,8 @@ def preprocess_batch(data, occluded, present, num_frames, window=WINDOW_FRAMES,
     ValueError
         If shapes or dtypes are wrong or a sample cannot be preprocessed (the message names it).
     """
-    window = _check_positive(window, 'window')
-    chunk_size = _check_positive(chunk_size, 'chunk_size')
+    window = check_int('window', window)
+    chunk_size = check_int('chunk_size', chunk_size)
     if getattr(data, 'ndim', 0) != 5 or data.shape[1] != NUM_CHANNELS \
             or data.shape[3] != NUM_JOINTS:
         raise ValueError(f'expected data of shape (N, 3, T, {NUM_JOINTS}, M), got '

@@ -35,6 +35,7 @@ import re
 import tempfile
 
 from iospstl_ros.layout import MAX_BODIES
+from iospstl_ros.validation import check_int
 import numpy as np
 
 BACKENDS = ('auto', 'cpu', 'cuda', 'tensorrt', 'tensorrt-native')
@@ -267,8 +268,7 @@ class OnnxRunner:
         if backend not in BACKENDS or backend == 'tensorrt-native':
             raise ValueError(f'backend: expected one of {BACKENDS[:-1]} for ONNX Runtime, got '
                              f'{backend!r}')
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f'threads: expected an int >= 1, got {threads!r}')
+        check_int('threads', threads)
         self.path = path
         self.backend = backend
         available = ort.get_available_providers()

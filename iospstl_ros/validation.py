@@ -1,14 +1,31 @@
 """Input checks shared by the core: each raises ValueError naming what was expected and got."""
 
+import argparse
+
 import numpy as np
+
+
+def is_int(value):
+    """Whether ``value`` is a Python or numpy integer (a bool is not)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_int(name, value, low=1):
     """Return ``value`` as an int if it is an integer >= ``low`` (bool is not)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f'{name}: expected an int >= {low}, got {value!r}')
     return int(value)
+
+
+def int_argument(low=1):
+    """Return an argparse ``type=`` that reads an integer >= ``low``."""
+    def parse(text):
+        try:
+            return check_int('value', int(text), low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected an integer >= {low}, got {text!r}') \
+                from None
+    return parse
 
 
 def check_ints(name, values, shape, high=None):

@@ -11,4 +11,4 @@ export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( RANDOM % 100 + 100 ))}
 export MPLBACKEND=Agg
 cd "$here"
 echo "test: ROS_DOMAIN_ID=$ROS_DOMAIN_ID"
-exec "$venv/bin/python" -m pytest -ra "$@"
+exec "$venv/bin/python" -m pytest -ra --durations=15 "$@"

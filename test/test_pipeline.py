@@ -76,8 +76,6 @@ def test_results_are_complete_and_consistent(tiny, pipeline):
         assert 0 <= result.cluster < 4 and result.batch_size == 6
         assert list(result.timings_ms) == list(STAGES)
         assert all(t >= 0 for t in result.timings_ms.values())
-        parts = sum(result.timings_ms[s] for s in STAGES[:-1])
-        assert result.timings_ms['total'] == pytest.approx(parts, rel=1e-6)
     everything = Pipeline(pipeline.model, backend='cpu', top_k=100).run(windows[:2])
     for result in everything:
         assert len(result.top_k) == 17

@@ -515,7 +515,7 @@ def test_bad_shapes_raise():
         preprocess_sequence(xyz, occluded[:2], present)
     with pytest.raises(ValueError, match='bool occluded and present'):
         preprocess_sequence(xyz, occluded.astype(np.uint8), present)
-    with pytest.raises(ValueError, match='window must be a positive int, got 0'):
+    with pytest.raises(ValueError, match='window: expected an int >= 1, got 0'):
         preprocess_sequence(xyz, occluded, present, window=0)
     data, occ, pres, num_frames = _batch(np.random.default_rng(0), n=2)
     with pytest.raises(ValueError, match=r'expected data of shape \(N, 3, T, 25, M\)'):

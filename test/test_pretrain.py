@@ -12,9 +12,8 @@ import pytest
 import torch
 
 from training import pretrain as pretrain_module
-from training.model import barlow_twins_loss
-from training.pretrain import (cross_correlation, global_batches, learning_rate,
-                               main as pretrain, redundancy_loss)
+from training.model import barlow_twins_loss, redundancy_loss
+from training.pretrain import cross_correlation, global_batches, learning_rate, main as pretrain
 from training.windows import make_windows
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

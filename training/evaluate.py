@@ -19,6 +19,7 @@ import json
 import sys
 
 from iospstl_ros.plots import confusion_matrix, plot_confusion
+from iospstl_ros.validation import int_argument
 import numpy as np
 import torch
 from torch import nn
@@ -65,13 +66,6 @@ def encoder_view(path):
     return (state.get('view') if isinstance(state, dict) else None) or 'joint'
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {value}')
-    return value
-
-
 def _fraction(text):
     value = float(text)
     if not 0.0 < value <= 1.0:
@@ -93,8 +87,9 @@ def build_parser():
                              '(0.01 or 0.1 in the paper)')
     parser.add_argument('--out', required=True, help='output folder (resumed if it holds a '
                         'checkpoint of the same command)')
-    parser.add_argument('--epochs', type=_positive, default=150, help='epochs (reference 150)')
-    parser.add_argument('--batch-size', type=_positive, default=128, help='batch size')
+    parser.add_argument('--epochs', type=int_argument(1), default=150,
+                        help='epochs (reference 150)')
+    parser.add_argument('--batch-size', type=int_argument(1), default=128, help='batch size')
     parser.add_argument('--lr', type=float,
                         help='learning rate (default: linear 0.01, finetune/semi 5e-3)')
     parser.add_argument('--view', choices=('joint', 'motion', 'bone'),

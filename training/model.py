@@ -413,7 +413,11 @@ def barlow_twins_loss(z1, z2, lambd=2e-4):
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise ValueError(f'expected z1 and z2 of the same shape (N, D), got {tuple(z1.shape)} '
                          f'and {tuple(z2.shape)}')
-    c = z1.T @ z2 / z1.shape[0]
+    return redundancy_loss(z1.T @ z2 / z1.shape[0], lambd)
+
+
+def redundancy_loss(c, lambd):
+    """``Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²`` of a (D, D) cross-correlation matrix ``C``."""
     diagonal = torch.diagonal(c)
     on_diag = (1.0 - diagonal).pow(2).sum()
     off_diag = c.pow(2).sum() - diagonal.pow(2).sum()

@@ -42,7 +42,8 @@ from iospstl_ros.datasets.splits import (
     ACTION_NAMES, BENCHMARKS, DATASETS, in_dataset, is_training, parse_sample_name)
 from iospstl_ros.layout import MAX_BODIES, MAX_FRAMES, NUM_CHANNELS, NUM_JOINTS
 import numpy as np
-from tqdm import tqdm
+
+from training.workers import available_cpus, map_with_progress
 
 OCCLUSION_MODES = ('none', 'realistic', 'random')
 #: Benchmarks written when ``--benchmarks`` is not given.
@@ -97,7 +98,7 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=1,
                         help='seed of the synthetic occlusion (per sample: [seed, index]); '
                              'default: %(default)s')
-    parser.add_argument('--workers', type=int, default=_available_cpus(),
+    parser.add_argument('--workers', type=int, default=available_cpus(),
                         help='processes reading samples (1: no subprocesses); default: the '
                              'available CPUs (%(default)s here)')
     args = parser.parse_args(argv)
@@ -114,13 +115,6 @@ def parse_args(argv=None):
     if args.workers < 1:
         parser.error(f'--workers must be >= 1, got {args.workers}')
     return args
-
-
-def _available_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def read_ignore_list(path):
@@ -226,18 +220,6 @@ def _convert(task):
     return xyz, occluded, present
 
 
-def _map(function, tasks, workers, description):
-    """``map`` in order, over ``workers`` processes, with a progress bar."""
-    bar = {'total': len(tasks), 'desc': description, 'unit': 'sample', 'file': sys.stderr}
-    if workers == 1 or len(tasks) < 2:
-        yield from tqdm(map(function, tasks), **bar)
-        return
-    from concurrent.futures import ProcessPoolExecutor
-    chunksize = max(1, min(64, len(tasks) // (4 * workers)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from tqdm(pool.map(function, tasks, chunksize=chunksize), **bar)
-
-
 def prepare(args, command):
     """Run the conversion described by parsed ``args``; return the counts written to meta."""
     if args.skeletons is not None:
@@ -262,8 +244,8 @@ def prepare(args, command):
     counts['ignored'] = len(indexed) - len(candidates)
 
     states = tuple(args.occluded_states)
-    scans = list(_map(_scan, [(source, states) for _, _, source in candidates], args.workers,
-                      'scan'))
+    scans = list(map_with_progress(_scan, [(source, states) for _, _, source in candidates],
+                                   args.workers, 'scan'))
     counts[NO_BODY] = sum(reason == NO_BODY for reason, _ in scans)
     counts[NO_VISIBLE_JOINT] = sum(reason == NO_VISIBLE_JOINT for reason, _ in scans)
     kept = [item for item, (reason, _) in zip(candidates, scans) if reason is None]
@@ -286,7 +268,8 @@ def prepare(args, command):
                               for part in ('train', 'val')}
 
     tasks = [(source, states, args.occlusion, args.seed, index) for index, _, source in kept]
-    for k, (xyz, occluded, present) in enumerate(_map(_convert, tasks, args.workers, 'write')):
+    converted = map_with_progress(_convert, tasks, args.workers, 'write')
+    for k, (xyz, occluded, present) in enumerate(converted):
         name = kept[k][1]
         label = parse_sample_name(name).label
         for benchmark in args.benchmarks:

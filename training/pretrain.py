@@ -51,7 +51,8 @@ from training import augment
 from training.common import (
     check_resume_arguments, cleanup_distributed, init_distributed, RunDir, seed_everything)
 from training.data import WindowDataset
-from training.model import BarlowTwinsHead, count_parameters, EncoderConfig, STGCNEncoder
+from training.model import (
+    BarlowTwinsHead, count_parameters, EncoderConfig, redundancy_loss, STGCNEncoder)
 
 #: ``paper`` reproduces the reference; ``cpu`` is small enough for the synthetic pipeline on
 #: two CPU cores; ``tiny`` is for tests. ``cpu`` has a 64-d feature: on 2 cores (AMD EPYC,
@@ -102,14 +103,6 @@ def cross_correlation(z1, z2, batch_size):
         dist.all_reduce(total)
         c = c + (total - c.detach())
     return c / batch_size
-
-
-def redundancy_loss(c, lambd):
-    """``Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²``; ``model.barlow_twins_loss`` for one process."""
-    diagonal = torch.diagonal(c)
-    on_diag = (1.0 - diagonal).pow(2).sum()
-    off_diag = c.pow(2).sum() - diagonal.pow(2).sum()
-    return on_diag + lambd * off_diag
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -30,7 +30,8 @@ from iospstl_ros.datasets.synthetic import (
     MAX_SEQUENCE_FRAMES, NUM_SUBJECTS, sample_id, split_part, TRAIN_CAMERAS, TRAIN_SUBJECTS,
     TWO_PERSON_CLASSES)
 from iospstl_ros.layout import MAX_FRAMES
-from tqdm import tqdm
+
+from training.workers import available_cpus, map_with_progress
 
 
 def parse_args(argv=None):
@@ -55,7 +56,7 @@ def parse_args(argv=None):
     parser.add_argument('--max-frames', type=int, default=MAX_FRAMES,
                         help='frame axis T of the written arrays (sequences have at most '
                              f'{MAX_SEQUENCE_FRAMES} frames); default: %(default)s, as NTU')
-    parser.add_argument('--workers', type=int, default=_available_cpus(),
+    parser.add_argument('--workers', type=int, default=available_cpus(),
                         help='processes generating sequences (1: no subprocesses); output does '
                              'not depend on it; default: the available CPUs (%(default)s here)')
     args = parser.parse_args(argv)
@@ -72,29 +73,10 @@ def parse_args(argv=None):
     return args
 
 
-def _available_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _generate(task):
     seed, index, occlusion = task
     sequence = generate_sequence(seed, index, occlusion)
     return sequence.xyz, sequence.occluded, sequence.present
-
-
-def _map(function, tasks, workers, description):
-    """``map`` in order, over ``workers`` processes, with a progress bar."""
-    bar = {'total': len(tasks), 'desc': description, 'unit': 'sample', 'file': sys.stderr}
-    if workers == 1 or len(tasks) < 2:
-        yield from tqdm(map(function, tasks), **bar)
-        return
-    from concurrent.futures import ProcessPoolExecutor
-    chunksize = max(1, min(64, len(tasks) // (4 * workers)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from tqdm(pool.map(function, tasks, chunksize=chunksize), **bar)
 
 
 def split_rule(benchmark):
@@ -135,7 +117,7 @@ def synthesize(args, command):
         counts[benchmark] = positions
     tasks = [(args.seed, index, args.occlusion) for index in order]
     for index, (xyz, occluded, present) in zip(
-            order, _map(_generate, tasks, args.workers, 'synthesize')):
+            order, map_with_progress(_generate, tasks, args.workers, 'synthesize')):
         sample = samples[index]
         for benchmark in args.benchmarks:
             part, position = slots[benchmark][index]

@@ -37,6 +37,7 @@ from iospstl_ros.bag.rosbag import (
 from iospstl_ros.model_dir import load_model_dir
 from iospstl_ros.plots import plot_confusion, plot_histogram
 from iospstl_ros.tracking import TrackerConfig
+from iospstl_ros.validation import int_argument
 
 PROG = 'iospstl_bag'
 #: Default gap between sequences: twice the node's default body timeout.
@@ -96,16 +97,6 @@ def _non_negative_float(text):
     return value
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text!r}')
-    return value
-
-
 def build_parser():
     """Build the argument parser of ``iospstl_bag`` (subcommands ``convert`` and ``eval``)."""
     parser = argparse.ArgumentParser(
@@ -140,7 +131,7 @@ def build_parser():
                               'arrays hold no coordinate for occluded joints, so those stay '
                               'marked (the count is printed); .skeleton files hold the '
                               "tracker's guess for every joint")
-    convert.add_argument('--limit', type=_positive_int, metavar='N',
+    convert.add_argument('--limit', type=int_argument(1), metavar='N',
                          help='only the first N sequences')
     convert.add_argument('--start-time', type=_seconds_to_ns, default=DEFAULT_START_TIME_NS,
                          metavar='SEC', help='header stamp of the first frame, seconds since '
