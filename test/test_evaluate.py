@@ -83,6 +83,7 @@ def test_linear_evaluation_leaves_the_encoder_untouched(encoder):
         assert torch.equal(trained[name], value), name     # batch-norm statistics included
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('protocol', ['linear', 'finetune'])
 def test_an_interrupted_evaluation_resumes_identically(encoder, tmp_path, monkeypatch, protocol):
     data, path, _ = encoder
