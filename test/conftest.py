@@ -8,6 +8,7 @@ tests; ``install_env`` is the environment after ``source install/setup.bash`` th
 skips and when it fails.
 """
 
+import gc
 import os
 
 import helpers
@@ -43,3 +44,15 @@ def tiny(tmp_path_factory):
     (see :func:`helpers.build_tiny_model`). Tests copy ``model`` before changing it.
     """
     return helpers.build_tiny_model(tmp_path_factory)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def collect_ros_garbage():
+    """Finalize each module's rclpy objects in this process, after its tests.
+
+    Left to a later garbage collection they may be finalized in a forked child instead (the
+    flake8 test's worker pool forks this process), where DDS state is not valid and the child
+    crashes with a segmentation fault, hanging the pool.
+    """
+    yield
+    gc.collect()

@@ -1,6 +1,5 @@
 """Azure Kinect (32 joints) to NTU (25 joints): literal mapping and axes cases, real rclpy."""
 
-import gc
 import math
 import os
 import subprocess
@@ -18,18 +17,6 @@ import ros_fixtures
 from ros_fixtures import fast_discovery_env, spin_until, wait_for_match
 
 ros_context = ros_fixtures.ros_context
-
-
-@pytest.fixture(scope='module', autouse=True)
-def collect_ros_garbage():
-    """Finalize this module's rclpy objects in this process, after its tests.
-
-    Left to a later garbage collection they may be finalized in a forked child instead (the
-    flake8 test's worker pool forks this process), where DDS state is not valid and the child
-    crashes with a segmentation fault, hanging the pool.
-    """
-    yield
-    gc.collect()
 
 
 #: The mapping by name, written out independently of the index table.

@@ -12,7 +12,6 @@ test. The tools come from ROS 2 Jazzy (apt) or, in the venv, from ``../shared/ro
 (scripts/setup.sh); without either these tests skip, and where that folder exists they fail.
 """
 
-import gc
 import importlib.util
 import json
 import os
@@ -50,13 +49,6 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 PARAMS = {'backend': 'cpu', 'threads': 1, 'window': 12, 'min_frames': 6, 'stride': 3,
           'timeout_s': 60.0, 'input_reliability': 'reliable', 'diagnostics_period_s': 0.2}
 ros_context = ros_fixtures.ros_context
-
-
-@pytest.fixture(scope='module', autouse=True)
-def collect_ros_garbage():
-    """Finalize this module's rclpy objects here, not in a process forked later."""
-    yield
-    gc.collect()
 
 
 @pytest.fixture

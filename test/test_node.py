@@ -10,7 +10,6 @@ REP-103 (the default ``input_axes``) unless a test says otherwise.
 """
 
 import dataclasses
-import gc
 import json
 import os
 import shutil
@@ -59,18 +58,6 @@ FAST = {'window': 12, 'min_frames': 6, 'stride': 3, 'backend': 'cpu', 'threads':
 @pytest.fixture(scope='module')
 def tiny_model(tiny):
     return tiny['model']
-
-
-@pytest.fixture(scope='module', autouse=True)
-def collect_ros_garbage():
-    """Finalize this module's rclpy objects in this process, after its tests.
-
-    Left to a later garbage collection they may be finalized in a forked child instead (the
-    flake8 test's worker pool forks this process), where DDS state is not valid and the child
-    crashes with a segmentation fault, hanging the pool.
-    """
-    yield
-    gc.collect()
 
 
 def body_frames(index=0, seed=3, axes='rep103'):
