@@ -105,7 +105,7 @@ def test_output_frames_and_their_documented_transforms():
         point = np.array([0.3, -0.2, 2.5])
         np.testing.assert_allclose(np.array(expected) @ from_ntu(to_ntu(point, 'optical'), axes),
                                    point, atol=1e-12)
-    # the quaternion docs/trackers.md gives for static_transform_publisher (depth_camera_link_rep103)
+    # the quaternion of docs/trackers.md for static_transform_publisher (..._rep103 frame)
     np.testing.assert_allclose(rotation_from_quaternion(0.5, -0.5, 0.5, 0.5),
                                child_in_driver['rep103'], atol=1e-12)
 
