@@ -380,3 +380,14 @@ def test_adapter_parameters_are_checked_at_start_up(ros_context):
     assert 'bad parameter: parameter format: expected one of k4a, zed_body18, zed_body34, ' \
         "zed_body38, coco17, mediapipe33, got 'body25'" in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+def test_the_config_file_lists_every_adapter_parameter_with_its_default():
+    import yaml
+    from iospstl_ros.nodes.skeleton_adapter import PARAMETERS
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config',
+                        'skeleton_adapter.yaml')
+    with open(path) as f:
+        values = yaml.safe_load(f)['/**']['ros__parameters']
+    assert values == {p.name: p.default for p in PARAMETERS}
