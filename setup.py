@@ -46,7 +46,8 @@ setup(
     entry_points={
         'console_scripts': [
             'iospstl_node = iospstl_ros.nodes.action_node:main',
-            'iospstl_k4a_adapter = iospstl_ros.nodes.k4a_adapter:main',
+            'iospstl_skeleton_adapter = iospstl_ros.nodes.skeleton_adapter:main',
+            'iospstl_k4a_adapter = iospstl_ros.nodes.skeleton_adapter:main_k4a',
             'iospstl_bag = iospstl_ros.bag.cli:main',
         ],
     },

@@ -197,17 +197,20 @@ def _field_tuple(field):
     return name, offset, datatype, count
 
 
-def _parse_fields(fields, point_step, big_endian):
-    """Map each required field name to (offset, numpy dtype); checks types and bounds."""
+def _parse_fields(fields, point_step, big_endian, accepted=ACCEPTED_TYPES, optional=()):
+    """Map each known field name to (offset, numpy dtype); checks types and bounds.
+
+    ``accepted`` gives the datatypes allowed per field; all are required but ``optional``.
+    """
     found = {}
     for field in fields:
         name, offset, datatype, count = _field_tuple(field)
-        if name not in ACCEPTED_TYPES:
+        if name not in accepted:
             continue  # unknown extra field
         if name in found:
             raise CloudError('duplicate_field', f'field {name!r} is listed twice')
-        if datatype not in ACCEPTED_TYPES[name] or count != 1:
-            allowed = '/'.join(str(t) for t in ACCEPTED_TYPES[name])
+        if datatype not in accepted[name] or count != 1:
+            allowed = '/'.join(str(t) for t in accepted[name])
             raise CloudError('bad_field_type', f'field {name!r}: expected datatype in '
                              f'{{{allowed}}} with count 1, got datatype {datatype!r} with '
                              f'count {count!r}')
@@ -217,10 +220,11 @@ def _parse_fields(fields, point_step, big_endian):
                              f'[0, {point_step - dtype.itemsize}] (point_step {point_step}), '
                              f'got {offset!r}')
         found[name] = (int(offset), dtype)
-    missing = [name for name in ACCEPTED_TYPES if name not in found]
+    missing = [name for name in accepted if name not in found and name not in optional]
     if missing:
-        raise CloudError('missing_field', f'expected fields x, y, z, body_id, joint_id, '
-                         f'occluded; missing {", ".join(missing)}')
+        required = [name for name in accepted if name not in optional]
+        raise CloudError('missing_field', f'expected fields {", ".join(required)}; missing '
+                         f'{", ".join(missing)}')
     return found
 
 
@@ -365,3 +369,71 @@ def decode_skeletons(height, width, fields, is_bigendian, point_step, row_step, 
     xyz = np.where(occluded[..., None], np.nan, xyz).astype(np.float32)
     body_ids = body_column[keep, 0].astype(np.uint32)
     return SkeletonFrame(stamp_ns, frame_id, body_ids, xyz, occluded), issues
+
+
+#: Fields of a tracker's joint cloud (:func:`decode_joint_points`) and their datatypes.
+JOINT_POINT_TYPES = {'x': _FLOAT_TYPES, 'y': _FLOAT_TYPES, 'z': _FLOAT_TYPES,
+                     'joint_id': _INTEGER_TYPES, 'body_id': _INTEGER_TYPES,
+                     'confidence': _FLOAT_TYPES}
+#: Optional fields of a tracker's joint cloud.
+OPTIONAL_JOINT_FIELDS = ('body_id', 'confidence')
+
+
+def decode_joint_points(height, width, fields, is_bigendian, point_step, row_step, data):
+    """Read the points of a tracker's joint cloud: one point per joint, any order.
+
+    The cloud's shape does not matter (``height * width`` points, organized or not). Fields
+    are found by name: ``x``, ``y``, ``z`` (FLOAT32 or FLOAT64), ``joint_id`` (any integer
+    type; the tracker's own numbering), optional ``body_id`` (any integer type; absent = every
+    point is body 0) and optional ``confidence`` (FLOAT32 or FLOAT64); others are ignored.
+
+    Parameters
+    ----------
+    height, width, fields, is_bigendian, point_step, row_step, data
+        As in :func:`decode_skeletons`.
+
+    Returns
+    -------
+    points : dict of str to ndarray of shape (N,)
+        ``joint_id`` and ``body_id`` int64, ``x``, ``y``, ``z`` float64, and ``confidence``
+        float64 when the field exists.
+
+    Raises
+    ------
+    CloudError
+        On a missing or mistyped field or a data size that does not match.
+    """
+    for name, value in (('height', height), ('width', width), ('point_step', point_step),
+                        ('row_step', row_step)):
+        if not is_int(value) or value < 0:
+            raise CloudError('bad_header', f'expected {name} as an int >= 0, got {value!r}')
+    found = _parse_fields(fields, point_step, bool(is_bigendian), JOINT_POINT_TYPES,
+                          OPTIONAL_JOINT_FIELDS)
+    n = height * width
+    points = {'joint_id': np.zeros(0, np.int64), 'body_id': np.zeros(0, np.int64)}
+    points.update({axis: np.zeros(0) for axis in 'xyz'})
+    if 'confidence' in found:
+        points['confidence'] = np.zeros(0)
+    if n == 0:
+        return points
+    if point_step == 0 or row_step < width * point_step:
+        raise CloudError('bad_layout', f'expected row_step >= width * point_step = '
+                         f'{width * point_step} with point_step > 0, got row_step {row_step} '
+                         f'and point_step {point_step}')
+    buffer = _as_bytes(data)
+    if buffer is None:
+        raise CloudError('bad_data', f'expected data as bytes or uint8 values, got '
+                         f'{type(data).__name__}')
+    if len(buffer) != height * row_step:
+        raise CloudError('truncated' if len(buffer) < height * row_step else 'oversized',
+                         f'expected {height * row_step} bytes of data (height {height} x '
+                         f'row_step {row_step}), got {len(buffer)}')
+    rows = buffer.reshape(height, row_step)[:, :width * point_step]
+    rows = rows.reshape(height, width, point_step)
+    with np.errstate(invalid='ignore'):  # signalling NaN bit patterns
+        for name, (offset, dtype) in found.items():
+            kind = np.int64 if name in ('joint_id', 'body_id') else np.float64
+            points[name] = _column(rows, offset, dtype).reshape(-1).astype(kind)
+    if 'body_id' not in found:
+        points['body_id'] = np.zeros(n, np.int64)
+    return points

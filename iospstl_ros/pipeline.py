@@ -50,6 +50,8 @@ from iospstl_ros.validation import check_int
 import numba
 import numpy as np
 
+#: What stage 4 can do with occluded joints (see :class:`Pipeline`).
+IMPUTATION_MODES = ('cluster-knn', 'mean', 'none')
 #: Per-stage timings of a result, in this order.
 STAGES = ('preprocess', 'embed', 'assign', 'impute', 'classify', 'total')
 
@@ -169,9 +171,13 @@ class Pipeline:
         Clusters whose prepared donors stay in memory between calls (about 35 MB each for an
         NTU-sized cluster with the body slots as blocks); :meth:`warm_up` prepares the
         largest ones, and calls whose windows span more clusters re-prepare them.
-    imputation : bool
-        ``False`` skips stage 4 (the ablation "without imputation"): the classifier sees the
-        occluded joints at the centre joint, as the stage-1 encoder does.
+    imputation : bool or {'cluster-knn', 'mean', 'none'}
+        Stage 4: ``True`` / ``'cluster-knn'`` (default) as described above; ``'mean'`` fills
+        every occluded coordinate with the training mean of that coordinate (the model's
+        ``feature_mean``; 0 where no training window observes it), the baseline of
+        benchmarks/bench_trackers.py; ``False`` / ``'none'`` skips it (the ablation "without
+        imputation"): the classifier sees the occluded joints at the centre joint, as the
+        stage-1 encoder does.
     skip_empty_slot : bool
         Run windows whose second slot is empty as one body where the graphs allow it (see
         the module docstring); ``False`` always runs both slots (for comparisons).
@@ -198,7 +204,12 @@ class Pipeline:
         # once (offline batches) on numba's pool, limited here to `threads` as well.
         numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         self.top_k = check_int('top_k', top_k)
-        self.imputation = bool(imputation)
+        if isinstance(imputation, (bool, np.bool_)):
+            imputation = 'cluster-knn' if imputation else 'none'
+        if imputation not in IMPUTATION_MODES:
+            raise ValueError(f'imputation: expected True, False or one of '
+                             f'{", ".join(IMPUTATION_MODES)}, got {imputation!r}')
+        self.imputation = imputation
         if isinstance(model_dir, ModelDir):
             self.model = model_dir
         else:
@@ -267,7 +278,8 @@ class Pipeline:
         prepared : list of int
             The clusters of the bank now prepared (none without imputation).
         """
-        if self.imputation:
+        knn = self.imputation == 'cluster-knn'
+        if knn:
             compile_kernels()
         frames = self.model.window_frames
         rng = np.random.default_rng(0)
@@ -277,7 +289,7 @@ class Pipeline:
             occluded[:, :, 13:16] = True
             present = np.ones((n, frames, 1), bool)
             self.run((xyz, occluded, present))
-        return self.model.bank.prepare() if self.imputation else []
+        return self.model.bank.prepare() if knn else []
 
     def _prepare(self, index, xyz, occluded, present):
         xyz = np.asarray(xyz)
@@ -332,11 +344,16 @@ class Pipeline:
         marks.append(time.perf_counter())
         clusters = self.model.bank.assign(embeddings)
         marks.append(time.perf_counter())
-        if self.imputation:
+        if self.imputation == 'cluster-knn':
             completed, _ = complete_windows(data, occluded, present, bank=self.model.bank,
                                             clusters=clusters,
                                             n_neighbors=self.model.n_neighbors,
                                             feature_mean=self.model.feature_mean)
+        elif self.imputation == 'mean':
+            mean = np.nan_to_num(self.model.feature_mean.reshape(data.shape[1:]), nan=0.0)
+            hidden = (occluded & present[:, :, None, :])[:, None]
+            completed = np.where(hidden, mean, fill_occluded(data, occluded, 0.0))
+            completed = completed.astype(np.float32)
         else:
             completed = fill_occluded(data, occluded, 0.0)
         marks.append(time.perf_counter())
@@ -346,7 +363,7 @@ class Pipeline:
         timings = {stage: 1000.0 * (b - a) for stage, a, b in zip(STAGES, bounds, bounds[1:])}
         timings['total'] = 1000.0 * (marks[-1] - started)
         imputed_counts = (occluded & present[:, :, None, :]).sum(axis=(1, 2, 3))
-        if not self.imputation:
+        if self.imputation == 'none':
             imputed_counts[:] = 0
         k = min(self.top_k, len(self.classes))
         results = []

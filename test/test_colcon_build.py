@@ -22,7 +22,8 @@ def test_colcon_build_and_test(colcon_workspace):
             if path.is_file():
                 relative = path.relative_to(workspace / 'src' / 'iospstl_ros')
                 assert (share / 'iospstl_ros' / relative).exists(), f'{relative} not installed'
-    for executable in ('iospstl_node', 'iospstl_k4a_adapter', 'iospstl_bag'):
+    for executable in ('iospstl_node', 'iospstl_k4a_adapter', 'iospstl_skeleton_adapter',
+                       'iospstl_bag'):
         path = workspace / 'install' / 'iospstl_ros' / 'lib' / 'iospstl_ros' / executable
         assert os.access(path, os.X_OK), f'{path} is not an executable'
 

@@ -186,7 +186,7 @@ def test_a_frontal_person_keeps_left_and_up():
 def test_adapter_round_trip_over_dds(ros_context, params, axes, frame_id, shift):
     from builtin_interfaces.msg import Time
     from iospstl_ros.cloud import decode_skeletons
-    from iospstl_ros.nodes.k4a_adapter import K4aAdapter
+    from iospstl_ros.nodes.skeleton_adapter import K4A_NODE_NAME, SkeletonAdapter
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -194,7 +194,7 @@ def test_adapter_round_trip_over_dds(ros_context, params, axes, frame_id, shift)
     from visualization_msgs.msg import Marker, MarkerArray
 
     _, k4a = k4a_person_facing_the_camera()
-    adapter = K4aAdapter(context=ros_context, parameter_overrides=[
+    adapter = SkeletonAdapter(K4A_NODE_NAME, 'k4a', context=ros_context, parameter_overrides=[
         Parameter(k, value=v) for k, v in params.items()])
     tester = rclpy_node('k4a_tester', ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
@@ -246,12 +246,12 @@ def test_adapter_round_trip_over_dds(ros_context, params, axes, frame_id, shift)
 
 @pytest.mark.ros
 def test_an_unknown_output_axes_is_refused_at_start_up(ros_context):
-    from iospstl_ros.nodes.k4a_adapter import K4aAdapter
+    from iospstl_ros.nodes.skeleton_adapter import K4A_NODE_NAME, SkeletonAdapter
     from rclpy.parameter import Parameter
 
     with pytest.raises(ValueError, match='parameter output_axes: expected one of rep103, '
                                          "optical, ntu, got 'enu'"):
-        K4aAdapter(context=ros_context, parameter_overrides=[
+        SkeletonAdapter(K4A_NODE_NAME, 'k4a', context=ros_context, parameter_overrides=[
             Parameter('output_axes', value='enu')])
     script = os.path.join(os.path.dirname(sys.executable), 'iospstl_k4a_adapter')
     if not os.path.exists(script):

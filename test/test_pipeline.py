@@ -372,3 +372,21 @@ def test_native_tensorrt_engine_agrees_with_cpu_and_is_reused(tiny, pipeline, tm
     x = np.random.default_rng(0).normal(0, 0.1, (40, 3, 50, 25, 2)).astype(np.float32)
     cpu = open_runner(os.path.join(tiny['model'], STAGE1_FILE), 'cpu')
     np.testing.assert_allclose(again.run(x), cpu.run(x), atol=1e-3)  # 40 > max_batch: sliced
+
+
+@pytest.mark.slow
+def test_mean_filling_puts_the_training_mean_at_occluded_joints(tiny):
+    sequence = generate_sequence(5, 3, occlusion='none')
+    occluded = sequence.occluded.copy()
+    occluded[:, [7, 11], 0] = True  # both hands of the person, in every frame
+    window = (sequence.xyz, occluded, sequence.present)
+    (result,) = Pipeline(tiny['model'], backend='cpu', imputation='mean').run([window])
+    mean = np.load(os.path.join(tiny['model'], 'feature_mean.npy')).reshape(3, 50, 25, 2)
+    np.testing.assert_array_equal(result.imputed[:, :, [7, 11], 0],
+                                  np.nan_to_num(mean[:, :, [7, 11], 0], nan=0.0))
+    visible = preprocess_sequence(*window).data
+    assert np.array_equal(result.imputed[:, :, :7, 0], visible[:, :, :7, 0])
+    assert result.num_imputed_joints == 2 * 50
+    with pytest.raises(ValueError, match='imputation: expected True, False or one of '
+                                         "cluster-knn, mean, none, got 'zeros'"):
+        Pipeline(tiny['model'], backend='cpu', imputation='zeros')
