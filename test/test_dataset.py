@@ -3,7 +3,8 @@
 import json
 import pickle
 
-from iospstl_ros.datasets.format import missing_joint_flags, open_split, SplitWriter
+from iospstl_ros.datasets.format import (
+    meta_action_ids, missing_joint_flags, open_split, SplitWriter)
 import numpy as np
 import pytest
 
@@ -89,3 +90,10 @@ def test_open_split_names_the_bad_file(tmp_path):
     (tmp_path / 'train_label.npy').unlink()
     with pytest.raises(ValueError, match='train_label.npy: missing'):
         open_split(str(tmp_path), 'train')
+
+
+def test_meta_action_ids_are_optional_and_checked():
+    assert meta_action_ids({'classes': ['a', 'b'], 'action_ids': [58, 0]}) == (58, 0)
+    assert meta_action_ids({'classes': ['a', 'b']}) is None
+    with pytest.raises(ValueError, match=r'meta\.json action_ids: expected 2 NTU action ids'):
+        meta_action_ids({'classes': ['a', 'b'], 'action_ids': [58]})

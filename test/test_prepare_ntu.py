@@ -7,8 +7,8 @@ import pickle
 from helpers import ID_A, ID_B, pose, write_skeleton
 from iospstl_ros.datasets.format import open_split
 from iospstl_ros.datasets.splits import (
-    ACTION_NAMES, in_dataset, is_training, NTU120_XSUB_TRAIN_SUBJECTS,
-    NTU60_XSUB_TRAIN_SUBJECTS, parse_sample_name, SampleName)
+    action_code, ACTION_NAMES, check_action_ids, in_dataset, is_training,
+    NTU120_XSUB_TRAIN_SUBJECTS, NTU60_XSUB_TRAIN_SUBJECTS, parse_sample_name, SampleName)
 import numpy as np
 import pytest
 from training.prepare_ntu import main, read_ignore_list
@@ -68,6 +68,22 @@ def test_benchmark_errors_and_constants():
     assert ACTION_NAMES[59] == 'walking apart from each other'
     assert ACTION_NAMES[60] == 'put on headphone'
     assert ACTION_NAMES[119] == 'finger-guessing game (playing rock-paper-scissors)'
+
+
+def test_check_action_ids():
+    assert check_action_ids([58, 0, np.int64(120), 0], 4) == (58, 0, 120, 0)
+    assert action_code(58) == 'A058' and action_code(0) == ''
+    with pytest.raises(ValueError, match=r'expected 3 NTU action ids \(one per class\), got 2'):
+        check_action_ids([1, 2], 3)
+    with pytest.raises(ValueError, match=r'expected a list of 2 NTU action ids, got 12'):
+        check_action_ids(12, 2)
+    for bad in (121, -1, 1.0, True, '5'):
+        with pytest.raises(ValueError, match=r'action id of class 1: expected an int in '
+                           r'1\.\.120 \(or 0 = no NTU action\), got '):
+            check_action_ids([1, bad], 2)
+    with pytest.raises(ValueError, match='action id 7 belongs to classes 0 and 2; expected '
+                       'each NTU action at most once'):
+        check_action_ids([7, 0, 7], 3)
 
 
 def _write_inputs(root):
@@ -150,6 +166,7 @@ def test_prepare_skeletons_end_to_end(tmp_path):
     meta = json.loads((tmp_path / 'out' / 'xsub' / 'meta.json').read_text())
     assert meta['benchmark'] == 'ntu60-xsub' and meta['source'] == 'ntu60'
     assert meta['classes'] == list(ACTION_NAMES[:60])
+    assert meta['action_ids'] == list(range(1, 61)) and train.action_ids[7] == 8
     assert meta['occlusion'] == 'none' and meta['seed'] == 1
     assert meta['occluded_states'] == [0, 1] and meta['counts'] == counts
     assert meta['parts'] == {'train': 3, 'val': 2}

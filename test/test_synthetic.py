@@ -133,6 +133,8 @@ def test_class_and_split_balance(written):
     assert meta['source'] == 'synthetic' and meta['seed'] == 5
     assert meta['occlusion'] == 'realistic' and meta['generator_version'] == 2
     assert meta['classes'] == list(synthetic.CLASS_NAMES) and len(meta['classes']) == 17
+    assert meta['action_ids'] == list(synthetic.ACTION_IDS)
+    assert open_split(str(written / 'xsub'), 'val').action_ids == synthetic.ACTION_IDS
     assert meta['split']['train_subjects'] == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
     assert meta['parts'] == {'train': 60, 'val': 60} and meta['max_frames'] == 300
     assert os.path.exists(written / 'synthesize.json')

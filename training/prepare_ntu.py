@@ -25,8 +25,8 @@ Per sample, in this order:
    depend on ``--workers``, the ignore list or the benchmarks chosen, and a sample is occluded
    identically in every benchmark.
 
-``meta.json`` records the source, class names, benchmark, occlusion settings, seed, the command
-line and the counts above.
+``meta.json`` records the source, class names and NTU action ids (``action_ids``, label + 1),
+benchmark, occlusion settings, seed, the command line and the counts above.
 """
 
 import argparse
@@ -281,6 +281,7 @@ def prepare(args, command):
             'source': args.dataset,
             'input': input_,
             'classes': list(ACTION_NAMES[:DATASETS[args.dataset][1]]),
+            'action_ids': list(range(1, DATASETS[args.dataset][1] + 1)),
             'benchmark': f'{args.dataset}-{benchmark}',
             'occlusion': args.occlusion,
             'occluded_states': list(states),

@@ -12,8 +12,9 @@ RGB+D: parts ``train`` and ``val``, samples sorted by their NTU-style name withi
 Every sample is generated once and written to every benchmark, so a sample is identical in
 both. The motion does not depend on ``--occlusion``: data sets made with the same seed and
 different occlusion modes hold the same sequences. ``meta.json`` of each benchmark records the
-source (``synthetic``), classes, occlusion, seed, generator version, the split rule and the
-command line; ``OUT/synthesize.json`` records the same plus the time taken.
+source (``synthetic``), classes and their NTU action ids (``action_ids``, 0 = no NTU action),
+occlusion, seed, generator version, the split rule and the command line;
+``OUT/synthesize.json`` records the same plus the time taken.
 """
 
 import argparse
@@ -26,7 +27,7 @@ import time
 from iospstl_ros.datasets.format import PARTS, SplitWriter
 from iospstl_ros.datasets.occlusion import OCCLUSION_MODES
 from iospstl_ros.datasets.synthetic import (
-    BENCHMARKS, CAMERA_AZIMUTHS, CLASS_NAMES, generate_sequence, GENERATOR_VERSION,
+    ACTION_IDS, BENCHMARKS, CAMERA_AZIMUTHS, CLASS_NAMES, generate_sequence, GENERATOR_VERSION,
     MAX_SEQUENCE_FRAMES, NUM_SUBJECTS, sample_id, split_part, TRAIN_CAMERAS, TRAIN_SUBJECTS,
     TWO_PERSON_CLASSES)
 from iospstl_ros.layout import MAX_FRAMES
@@ -127,6 +128,7 @@ def synthesize(args, command):
         meta = {
             'source': 'synthetic',
             'classes': list(CLASS_NAMES),
+            'action_ids': list(ACTION_IDS),
             'two_person_classes': list(TWO_PERSON_CLASSES),
             'benchmark': f'synthetic-{benchmark}',
             'split': split_rule(benchmark),

@@ -16,8 +16,13 @@ file                       dtype, shape                 content
                                                         present frame of any body (paper's B)
 ``{part}_names.txt``       text, N lines                sample names (``S001C001P001R001A001``)
 ``{part}_label.pkl``       pickle (names, labels)       the CrosSCLR/AimCLR label format
-``meta.json``              JSON                         classes, source, occlusion model, sizes
+``meta.json``              JSON                         classes, their NTU action ids,
+                                                        source, occlusion model, sizes
 =========================  ===========================  ====================================
+
+``meta.json`` ``classes`` names the labels; ``action_ids`` (optional: absent in data sets
+written before it existed) gives the NTU RGB+D action number of each class, 0 where the class is
+no NTU action (:func:`meta_action_ids`).
 
 Synthetic data and NTU data are written by the same :class:`SplitWriter`, so nothing downstream
 can tell them apart.
@@ -28,6 +33,7 @@ import json
 import os
 import pickle
 
+from iospstl_ros.datasets.splits import check_action_ids
 from iospstl_ros.layout import MAX_BODIES, MAX_FRAMES, NUM_CHANNELS, NUM_JOINTS
 import numpy as np
 
@@ -63,6 +69,32 @@ def missing_joint_flags(occluded, present):
     return hidden.any(axis=(-3, -1)).astype(np.uint8)
 
 
+def meta_action_ids(meta):
+    """NTU action id of each class of a data set's ``meta.json``, or None if it gives none.
+
+    Parameters
+    ----------
+    meta : dict
+        Contents of ``meta.json``.
+
+    Returns
+    -------
+    tuple of int or None
+        One id per ``classes`` entry (0 = no NTU action); None without ``action_ids``.
+
+    Raises
+    ------
+    ValueError
+        If ``action_ids`` is there but not one id in 0..120 per class.
+    """
+    if meta.get('action_ids') is None:
+        return None
+    try:
+        return check_action_ids(meta['action_ids'], len(meta.get('classes') or []))
+    except ValueError as error:
+        raise ValueError(f'meta.json action_ids: {error}') from None
+
+
 @dataclass
 class Split:
     """One part of a benchmark, arrays memory-mapped read-only."""
@@ -78,6 +110,11 @@ class Split:
 
     def __len__(self):
         return len(self.labels)
+
+    @property
+    def action_ids(self):
+        """NTU action id of each class (:func:`meta_action_ids`), or None."""
+        return meta_action_ids(self.meta)
 
 
 class SplitWriter:

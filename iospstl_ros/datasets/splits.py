@@ -16,6 +16,7 @@ Benchmarks (training part; every other sample of the data set is validation / te
 """
 
 from dataclasses import dataclass
+import numbers
 import re
 
 #: The 120 NTU RGB+D action classes, in label order (label = action - 1), as listed in the
@@ -60,6 +61,54 @@ ACTION_NAMES = (
     "support somebody with one's hand (someone is sick, help him to walk)",
     'finger-guessing game (playing rock-paper-scissors)',
 )
+
+#: Action id of a class that is no NTU RGB+D action (for example a synthetic 'side step').
+NO_ACTION_ID = 0
+
+
+def check_action_ids(action_ids, num_classes):
+    """Check the NTU action ids of a class list: one per class, 1 to 120, or 0 for none.
+
+    Parameters
+    ----------
+    action_ids : sequence of int
+        NTU action number of each class, in label order (``A023`` -> 23), or
+        :data:`NO_ACTION_ID` for a class that is no NTU action.
+    num_classes : int
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ValueError
+        If ``action_ids`` is not a list of ``num_classes`` ints in 0..120, or an id other than
+        0 belongs to two classes (matching by id would be ambiguous).
+    """
+    if isinstance(action_ids, (str, bytes, dict)) or not hasattr(action_ids, '__len__'):
+        raise ValueError(f'expected a list of {num_classes} NTU action ids, got {action_ids!r}')
+    if len(action_ids) != num_classes:
+        raise ValueError(f'expected {num_classes} NTU action ids (one per class), got '
+                         f'{len(action_ids)}')
+    seen = {}
+    for i, value in enumerate(action_ids):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+                or not NO_ACTION_ID <= value <= len(ACTION_NAMES):
+            raise ValueError(f'action id of class {i}: expected an int in 1..'
+                             f'{len(ACTION_NAMES)} (or {NO_ACTION_ID} = no NTU action), got '
+                             f'{value!r}')
+        if value != NO_ACTION_ID and value in seen:
+            raise ValueError(f'action id {value} belongs to classes {seen[value]} and {i}; '
+                             'expected each NTU action at most once')
+        seen[value] = i
+    return tuple(int(value) for value in action_ids)
+
+
+def action_code(action_id):
+    """``'A023'`` for action 23; ``''`` for :data:`NO_ACTION_ID`."""
+    return f'A{int(action_id):03d}' if action_id else ''
+
 
 #: Data sets: (number of setups, number of actions).
 DATASETS = {'ntu60': (17, 60), 'ntu120': (32, 120)}

@@ -17,7 +17,8 @@ put on it every frame, a jump adds a ballistic lift) and, for the standing actio
 
 Actions
 -------
-:data:`CLASS_NAMES` lists 17 classes (label = index, NTU action number = index + 1). They are
+:data:`CLASS_NAMES` lists 17 classes (label = index; :data:`ACTION_IDS` gives the NTU RGB+D
+action number of each, 0 where NTU has none; sample names use index + 1). They are
 told apart by the motion of different body parts, the legs included: the hands (waves, clap,
 drink, punch), the trunk (pick up), the legs (kick, march, side step), the whole body (sit
 down, stand up, jump, squat, raise both arms) and three two-person interactions written as
@@ -66,17 +67,17 @@ generation).
 
 from iospstl_ros.datasets.synthetic.body import forward_kinematics, make_subject, Subject
 from iospstl_ros.datasets.synthetic.scene import (
-    ACTION_SECONDS, BENCHMARKS, CAMERA_AZIMUTHS, CLASS_NAMES, generate_sequence,
+    ACTION_IDS, ACTION_SECONDS, BENCHMARKS, CAMERA_AZIMUTHS, CLASS_NAMES, generate_sequence,
     GENERATOR_VERSION, MAX_SEQUENCE_FRAMES, MIN_SEQUENCE_FRAMES, NOISE_STD_RANGE, NUM_CAMERAS,
     NUM_CLASSES, NUM_REPLICATIONS, NUM_SUBJECTS, realistic_scene, sample_id, sample_index,
     sequence_rngs, SETUP_GEOMETRY, split_part, SyntheticSequence, TRAIN_CAMERAS, TRAIN_SUBJECTS,
     TWO_PERSON_CLASSES)
 
 __all__ = [
-    'ACTION_SECONDS', 'BENCHMARKS', 'CAMERA_AZIMUTHS', 'CLASS_NAMES', 'forward_kinematics',
-    'generate_sequence', 'GENERATOR_VERSION', 'make_subject', 'MAX_SEQUENCE_FRAMES',
-    'MIN_SEQUENCE_FRAMES', 'NOISE_STD_RANGE', 'NUM_CAMERAS', 'NUM_CLASSES', 'NUM_REPLICATIONS',
-    'NUM_SUBJECTS', 'realistic_scene', 'sample_id', 'sample_index', 'sequence_rngs',
-    'SETUP_GEOMETRY', 'split_part', 'Subject', 'SyntheticSequence', 'TRAIN_CAMERAS',
-    'TRAIN_SUBJECTS', 'TWO_PERSON_CLASSES',
+    'ACTION_IDS', 'ACTION_SECONDS', 'BENCHMARKS', 'CAMERA_AZIMUTHS', 'CLASS_NAMES',
+    'forward_kinematics', 'generate_sequence', 'GENERATOR_VERSION', 'make_subject',
+    'MAX_SEQUENCE_FRAMES', 'MIN_SEQUENCE_FRAMES', 'NOISE_STD_RANGE', 'NUM_CAMERAS',
+    'NUM_CLASSES', 'NUM_REPLICATIONS', 'NUM_SUBJECTS', 'realistic_scene', 'sample_id',
+    'sample_index', 'sequence_rngs', 'SETUP_GEOMETRY', 'split_part', 'Subject',
+    'SyntheticSequence', 'TRAIN_CAMERAS', 'TRAIN_SUBJECTS', 'TWO_PERSON_CLASSES',
 ]

@@ -20,6 +20,9 @@ CLASS_NAMES = (
     'stand up', 'kick', 'march in place', 'jump', 'squat', 'side step', 'raise both arms',
     'punch', 'handshake', 'push', 'hug',
 )
+#: NTU RGB+D action number (1..120) of each class, in label order; 0 where NTU has no such
+#: action. Provisional best matches for these 17 classes (the punch is thrown at nobody).
+ACTION_IDS = (23, 0, 10, 1, 6, 8, 9, 24, 0, 27, 80, 0, 95, 50, 58, 52, 55)
 #: Number of action classes.
 NUM_CLASSES = len(CLASS_NAMES)
 #: Labels (0-based) of the two-person interactions.
