@@ -2,8 +2,9 @@
 
 ``python -m training.export`` writes one directory per model::
 
-    metadata.json           format name + version, classes, joint layout, window length,
-                            preprocessing constants, k, provenance, sha256 of every file
+    metadata.json           format name + version, classes and their NTU action ids, joint
+                            layout, window length, preprocessing constants, k, provenance,
+                            sha256 of every file
     stage1_encoder.onnx     stage-1 encoder: skeleton (N, 3, 50, 25, 2) -> embedding (N, e)
     classifier.onnx         stage-2 encoder + linear head: skeleton -> logits (N, classes)
     centroids.npy           float32 (K, e): KMeans centroids of the stage-1 embeddings
@@ -31,6 +32,7 @@ import hashlib
 import json
 import os
 
+from iospstl_ros.datasets.splits import check_action_ids
 from iospstl_ros.imputation import ClusterBank, coordinate_blocks, coordinate_groups
 from iospstl_ros.layout import (
     CENTER_JOINT, EDGES, JOINT_NAMES, MAX_BODIES, NUM_CHANNELS, NUM_JOINTS, WINDOW_FRAMES)
@@ -127,6 +129,10 @@ class ModelDir:
         e, the stage-1 feature size.
     checksums : dict of str to str
         sha256 of every file, by path relative to the directory.
+    action_ids : tuple of int or None
+        NTU RGB+D action number (1..120) of each class, 0 for a class that is no NTU action;
+        None for a directory exported before ``action_ids`` existed (classes are then matched
+        to ground truth by name only).
     """
 
     path: str
@@ -142,6 +148,7 @@ class ModelDir:
     window_frames: int
     embedding_dim: int
     checksums: dict
+    action_ids: tuple = None
 
     @property
     def num_classes(self):
@@ -259,7 +266,8 @@ def load_model_dir(path, verify_checksums=True, mmap=True, max_cached_clusters=4
     """Open and validate a model directory written by ``python -m training.export``.
 
     Checks, in this order: ``metadata.json`` (readable, format name, known format version,
-    required keys, joint layout and window length equal to this code's), every file it lists
+    required keys, joint layout and window length equal to this code's, one NTU action id per
+    class when ``action_ids`` is given), every file it lists
     (present, size, sha256), the arrays (dtype and shape of the centroids and the feature
     means, the bank's files), that the bank and the centroids agree (cluster count, embedding
     size, values, 7500 features per row) and that the class names match the classifier's
@@ -299,6 +307,12 @@ def load_model_dir(path, verify_checksums=True, mmap=True, max_cached_clusters=4
     if len(classes) != num_classes:
         raise _error(path, METADATA_FILE, f'{len(classes)} class names for a classifier with '
                      f'{num_classes} outputs')
+    action_ids = meta.get('action_ids')
+    if action_ids is not None:
+        try:
+            action_ids = check_action_ids(action_ids, num_classes)
+        except ValueError as error:
+            raise _error(path, METADATA_FILE, f'"action_ids": {error}') from None
     embedding_dim = _positive_int(path, _lookup(path, meta, 'models', 'stage1_encoder',
                                                 'output_dim'), 'models.stage1_encoder.output_dim')
     n_clusters = _positive_int(path, _lookup(path, meta, 'imputation', 'n_clusters'),
@@ -341,7 +355,7 @@ def load_model_dir(path, verify_checksums=True, mmap=True, max_cached_clusters=4
         classifier_path=os.path.join(path, CLASSIFIER_FILE), centroids=centroids,
         feature_mean=feature_mean, bank=bank, n_neighbors=n_neighbors,
         align_shoulders=align_shoulders, window_frames=WINDOW_FRAMES,
-        embedding_dim=embedding_dim, checksums=checksums)
+        embedding_dim=embedding_dim, checksums=checksums, action_ids=action_ids)
 
 
 def default_model_dir():

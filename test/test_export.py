@@ -6,6 +6,7 @@ import re
 import shutil
 
 from helpers import rewrite_file, sha256
+from iospstl_ros.datasets.synthetic import ACTION_IDS, CLASS_NAMES
 from iospstl_ros.layout import CENTER_JOINT
 from iospstl_ros.model_dir import (
     CLASSIFIER_FILE, load_model_dir, METADATA_FILE, MODEL_FORMAT, REQUIRED_FILES, STAGE1_FILE)
@@ -17,7 +18,7 @@ import torch
 
 from training.evaluate import load_encoder
 import training.export
-from training.export import load_classifier, main as export
+from training.export import class_action_ids, load_classifier, main as export
 from training.model import STGCNEncoder
 from training.windows import load_windows
 
@@ -40,6 +41,7 @@ def test_export_writes_a_complete_model_directory(tiny):
     meta = json.loads(open(os.path.join(model, METADATA_FILE)).read())
     assert (meta['format'], meta['format_version']) == (MODEL_FORMAT, 1)
     assert len(meta['classes']) == 17 and meta['classes'][0] == 'wave right hand'
+    assert meta['action_ids'] == list(ACTION_IDS)  # from the data set's meta.json
     assert meta['window_frames'] == 50 and meta['layout']['center_joint'] == CENTER_JOINT
     assert len(meta['layout']['edges']) == 24 and len(meta['layout']['joint_names']) == 25
     assert meta['preprocessing']['align_shoulders'] is True
@@ -160,6 +162,23 @@ def test_an_unchanged_copy_loads(tiny, tmp_path):
     model = load_model_dir(copy_model(tiny, tmp_path))
     assert model.classes[-1] == 'hug'
     assert model.checksums[CLASSIFIER_FILE] == sha256(tmp_path / 'model' / CLASSIFIER_FILE)
+    assert model.action_ids == ACTION_IDS and model.action_ids[-1] == 55  # hugging other person
+    # a directory exported before action ids existed: classes are matched by name only
+    edit_metadata(tmp_path / 'model', lambda d: d.pop('action_ids'))
+    assert load_model_dir(tmp_path / 'model').action_ids is None
+
+
+def test_action_ids_come_from_the_classifier_else_from_matching_data_set_classes():
+    classes = list(CLASS_NAMES)
+    meta = {'classes': classes, 'action_ids': list(ACTION_IDS)}
+    assert class_action_ids({}, meta, classes) == ACTION_IDS
+    own = [0] * 16 + [55]
+    assert class_action_ids({'action_ids': own}, meta, classes) == tuple(own)
+    assert class_action_ids({}, dict(meta, classes=classes[::-1]), classes) is None
+    assert class_action_ids({}, {'classes': classes}, classes) is None
+    with pytest.raises(ValueError, match=r'NTU action ids of the classes: expected 17 NTU '
+                       r'action ids \(one per class\), got 2'):
+        class_action_ids({'action_ids': [1, 2]}, meta, classes)
 
 
 def _flip_a_byte(model):
@@ -216,6 +235,17 @@ BROKEN = {
         r'layout\.edges differs from the joint layout of iospstl_ros\.layout'),
     'missing key': (lambda m: edit_metadata(m, lambda d: d['imputation'].pop('n_neighbors')),
                     r"missing key 'imputation\.n_neighbors'"),
+    'action ids of another class count': (
+        lambda m: edit_metadata(m, lambda d: d['action_ids'].pop()),
+        r'"action_ids": expected 17 NTU action ids \(one per class\), got 16'),
+    'action id out of range': (
+        lambda m: edit_metadata(m, lambda d: d['action_ids'].__setitem__(3, 121)),
+        r'"action_ids": action id of class 3: expected an int in 1\.\.120 \(or 0 = no NTU '
+        r'action\), got 121'),
+    'an action id given twice': (
+        lambda m: edit_metadata(m, lambda d: d['action_ids'].__setitem__(3, 23)),
+        r'"action_ids": action id 23 belongs to classes 0 and 3; expected each NTU action at '
+        'most once'),
 }
 
 

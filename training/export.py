@@ -11,7 +11,9 @@ Writes the model directory described in :mod:`iospstl_ros.model_dir`:
   input view it was trained on (joint, motion or bone) inside the graph, giving logits;
 * ``centroids.npy``, ``feature_mean.npy`` and ``bank/`` copied from the ``training.impute``
   output (the bank must come from ``--method cluster-knn``);
-* ``metadata.json``: format name and version, classes, joint layout, window length,
+* ``metadata.json``: format name and version, classes and their NTU action ids (from the
+  classifier, else from the data set's ``meta.json`` when its classes are the classifier's;
+  null when neither gives them), joint layout, window length,
   preprocessing constants, k, the graphs' parity errors and provenance (command, git commit,
   input paths, metrics of ``summary.json`` beside the classifier), and the sha256 of every file.
 
@@ -46,6 +48,7 @@ import sys
 import tempfile
 import warnings
 
+from iospstl_ros.datasets.splits import check_action_ids
 from iospstl_ros.imputation import ClusterBank
 from iospstl_ros.layout import CENTER_JOINT, FRAME_RATE, WINDOW_FRAMES
 from iospstl_ros.model_dir import (
@@ -506,6 +509,33 @@ def checksums(root):
     return dict(sorted(files.items()))
 
 
+def class_action_ids(state, meta, classes):
+    """NTU action id of each class, or None: the classifier's, else the data set's.
+
+    Parameters
+    ----------
+    state : dict
+        The classifier checkpoint (``action_ids`` optional).
+    meta : dict
+        ``meta.json`` of ``--imputed`` (a copy of the data set's); its ``action_ids`` are used
+        only when its ``classes`` are ``classes``.
+    classes : list of str
+
+    Returns
+    -------
+    tuple of int or None
+    """
+    ids = state.get('action_ids')
+    if ids is None and list(meta.get('classes') or []) == list(classes):
+        ids = meta.get('action_ids')
+    if ids is None:
+        return None
+    try:
+        return check_action_ids(ids, len(classes))
+    except ValueError as error:
+        raise ValueError(f'NTU action ids of the classes: {error}') from None
+
+
 def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
                  align_shoulders=True, force=False, argv=None):
     """Write a model directory (see the module docstring); used by :func:`main`.
@@ -556,6 +586,7 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
         f'class_{i}' for i in range(num_classes)]
     if len(classes) != num_classes:
         raise ValueError(f'{classifier}: {num_classes} outputs but {len(classes)} class names')
+    action_ids = class_action_ids(state, meta, classes)
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.partial-', dir=parent)
@@ -588,7 +619,9 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
         stats = meta['imputation']
         metadata = {
             'format': MODEL_FORMAT, 'format_version': MODEL_FORMAT_VERSION,
-            'classes': list(classes), 'window_frames': WINDOW_FRAMES,
+            'classes': list(classes),
+            'action_ids': None if action_ids is None else list(action_ids),
+            'window_frames': WINDOW_FRAMES,
             'layout': layout_metadata(),
             'preprocessing': {
                 'align_shoulders': bool(align_shoulders), 'window': WINDOW_FRAMES,
