@@ -7,24 +7,32 @@ follow from the tracker's documented schedule, and the live labels are compared 
 ones.
 """
 
+from collections import Counter
 import csv
+import dataclasses
 import json
 import os
 import shutil
 
 from helpers import ID_A, ID_B, POSE, pose, write_skeleton
 from iospstl_ros.bag.cli import build_parser, main
+from iospstl_ros.bag.evaluate import format_confusion, TruthEntry
 from iospstl_ros.bag.rosbag import (
-    BagReader, DIAGNOSTIC_ARRAY, POINTCLOUD2, TRUTH_KEYS, typestore)
+    BagReader, DIAGNOSTIC_ARRAY, POINTCLOUD2, truth_from_message, TRUTH_KEYS, truth_message,
+    typestore)
 from iospstl_ros.datasets.format import open_split, SplitWriter
 from iospstl_ros.datasets.splits import ACTION_NAMES
+from iospstl_ros.datasets.synthetic import ACTION_IDS as ACTION_IDS_OF_THE_MODEL, CLASS_NAMES
 from iospstl_ros.layout import NUM_JOINTS
+from iospstl_ros.model_dir import METADATA_FILE
 from iospstl_ros.tracking import TrackerConfig
 import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 CLASSES = ['sit', 'stand', 'wave']
+#: Their NTU action ids: 'sit' is 8 (sitting down), 'stand' none, 'wave' 23 (hand waving).
+ACTION_IDS = [8, 0, 23]
 #: numpy dtypes of the PointField datatypes the contract uses.
 DTYPES = {2: '<u1', 6: '<u4', 7: '<f4'}
 START_S = 100
@@ -81,7 +89,7 @@ def write_dataset(root):
                 present[span[0]:span[1], slot] = True
         writer.write(index, f'S001C001P001R001A{index + 1:03d}', label, xyz, occluded, present)
         samples.append((xyz, occluded & present[:, None], present, label))
-    writer.close({'classes': CLASSES})
+    writer.close({'classes': CLASSES, 'action_ids': ACTION_IDS})
     return samples
 
 
@@ -126,11 +134,11 @@ def test_arrays_round_trip_through_a_bag(tmp_path, storage):
             assert messages[starts[index] + t][2][0].size == 0
     assert truth[0].label == 'wave' and truth[-1].label == 'stand'
     assert [(e.sequence_index, e.sequence, e.body_id, e.class_index, e.first_stamp_ns,
-             e.last_stamp_ns, e.num_frames) for e in truth] == [
-        (0, 'S001C001P001R001A001', 1, 2, stamp(0), stamp(4), 5),
-        (0, 'S001C001P001R001A001', 2, 2, stamp(2), stamp(4), 3),
-        (1, 'S001C001P001R001A002', 3, 0, stamp(8), stamp(10), 3),
-        (2, 'S001C001P001R001A003', 6, 1, stamp(15), stamp(17), 3)]
+             e.last_stamp_ns, e.num_frames, e.action_id) for e in truth] == [
+        (0, 'S001C001P001R001A001', 1, 2, stamp(0), stamp(4), 5, 23),
+        (0, 'S001C001P001R001A001', 2, 2, stamp(2), stamp(4), 3, 23),
+        (1, 'S001C001P001R001A002', 3, 0, stamp(8), stamp(10), 3, 8),
+        (2, 'S001C001P001R001A003', 6, 1, stamp(15), stamp(17), 3, 0)]
     # the ground-truth message: at each sequence's first frame, one status per body
     with BagReader(bag) as reader:
         raw = list(reader._reader.messages(connections=[
@@ -177,10 +185,11 @@ def test_raw_ntu_skeleton_files_to_a_bag(tmp_path):
     run_tool('convert', '--skeleton-dir', source, '--out', bag, '--gap', '0.1', '--no-progress')
     messages, truth = read_bag(bag)
     assert len(messages) == 2 + 3 + 2 + 3
-    assert [(e.sequence, e.body_id, e.class_index, e.label, e.num_frames) for e in truth] == [
-        ('S001C001P001R001A023', 1, 22, ACTION_NAMES[22], 2),
-        ('S002C001P003R001A050', 3, 49, ACTION_NAMES[49], 2),
-        ('S002C001P003R001A050', 4, 49, ACTION_NAMES[49], 1)]
+    assert [(e.sequence, e.body_id, e.class_index, e.label, e.num_frames, e.action_id)
+            for e in truth] == [
+        ('S001C001P001R001A023', 1, 22, ACTION_NAMES[22], 2, 23),
+        ('S002C001P003R001A050', 3, 49, ACTION_NAMES[49], 2, 50),
+        ('S002C001P003R001A050', 4, 49, ACTION_NAMES[49], 1, 50)]
     assert ACTION_NAMES[22] == 'hand waving'
     # Default axes REP-103 (x forward, y left, z up) = NTU (z, x, y): NTU x is left, y up.
     rep103 = [2, 0, 1]
@@ -202,6 +211,16 @@ def test_raw_ntu_skeleton_files_to_a_bag(tmp_path):
     assert len(truth) == 1 and not messages[1][2][2].any()
     assert messages[1][2][1][0, 21].tolist() == [0.0, 0.0, 0.0]  # the file's value, visible
     assert messages[0][1].frame_id == 'camera_link'  # the default frame
+
+
+def test_ground_truth_of_older_bags_without_action_ids_reads_as_0():
+    entry = TruthEntry(0, 'S001C001P001R001A058', 1, 57, 'handshaking', 10, 20, 3, 58)
+    message = truth_message(10, 'camera_link', [entry])
+    assert truth_from_message(message) == [entry]
+    (status,) = message.status
+    older = dataclasses.replace(message, status=[dataclasses.replace(
+        status, values=[kv for kv in status.values if kv.key != 'action_id'])])
+    assert truth_from_message(older) == [dataclasses.replace(entry, action_id=0)]
 
 
 def test_help_explains_every_flag():
@@ -414,3 +433,119 @@ def test_live_replay_into_the_node_equals_offline(tiny, eval_bag, offline, tmp_p
     assert summary['latency_ms']['count'] == len(reference) and summary['latency_ms']['p50'] > 0
     assert (out / 'fast_discovery.xml').exists()
     assert (out / 'node.log').stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- real recordings
+
+#: NTU recordings of 50 frames: the classes' official names differ from the tiny model's
+#: synthetic ones ('clapping' / 'clap', 'handshaking' / 'handshake'), so they match by action
+#: id; A061 (put on headphone) is no class of the model.
+RECORDINGS = {'S001C001P001R001A010': 1, 'S001C001P002R001A023': 1, 'S001C002P001R001A058': 2,
+              'S001C002P002R001A061': 1}
+
+
+@pytest.fixture(scope='module')
+def recordings(tmp_path_factory):
+    """Write a directory of small NTU .skeleton files (see :data:`RECORDINGS`)."""
+    folder = tmp_path_factory.mktemp('recordings')
+    for name, bodies in RECORDINGS.items():
+        people = [(ID_A, 0.0), (ID_B, 0.8)][:bodies]
+        write_skeleton(folder / f'{name}.skeleton',
+                       [[(body, pose(dx=dx + 0.02 * (t % 7))) for body, dx in people]
+                        for t in range(50)])
+    return folder
+
+
+def majority(classes):
+    """Give the most frequent class, a tie going to the tied class predicted last (an oracle)."""
+    counts = Counter(classes)
+    best = max(counts.values())
+    return next(c for c in reversed(classes) if counts[c] == best)
+
+
+def test_eval_of_ntu_recordings_matches_the_model_classes_by_action_id(tiny, recordings,
+                                                                       tmp_path, capsys):
+    out = tmp_path / 'report'
+    run_tool('eval', '--skeleton-dir', recordings, '--model', tiny['model'], *PARAMS,
+             '--out', out, '--no-progress')
+    printed = capsys.readouterr().out
+    assert f'converted 4 .skeleton files of {recordings} (5 bodies' in printed
+    assert 'ground truth: 4 sequences, 3 of classes the model knows (bodies matched by NTU ' \
+        'action id 4, by name 0, by class index 0), 1 left out' in printed
+    assert '1 of 4 sequences are of classes the model does not know and are not scored: ' \
+        'A061 put on headphone (1)' in printed
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['bag'] is None and summary['skeleton_dir'] == str(recordings)
+    assert summary['ground_truth']['unknown_classes'] == {'A061 put on headphone': 1}
+    scores = summary['scores']
+    assert scores['sequences'] == 3 and scores['sequences_without_label'] == 0
+    assert [(r['sequence'], r['class_index'], r['windows']) for r in scores['sequence_results']] \
+        == [('S001C001P001R001A010', CLASS_NAMES.index('clap'), 2),
+            ('S001C001P002R001A023', CLASS_NAMES.index('wave right hand'), 2),
+            ('S001C002P001R001A058', CLASS_NAMES.index('handshake'), 4)]
+    # 50 frames: a window at the 40th and the 50th frame of every body
+    assert scores['matched'] == 8 and scores['unmatched'] == 2
+    labels = {}
+    for row in read_predictions(out):
+        if row['level'] != 'STALE' and row['sequence']:
+            labels.setdefault(row['sequence'], []).append(int(row['class_index']))
+            assert row['true_action_id'] == row['sequence'][-3:].lstrip('0')
+    with open(out / 'sequences.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['sequence'] for r in rows] == list(RECORDINGS)
+    for row, result in zip(rows[:3], scores['sequence_results']):
+        predicted = majority(labels[row['sequence']])
+        assert int(row['predicted_class_index']) == predicted == result['predicted']
+        assert row['predicted_label'] == CLASS_NAMES[predicted]
+        assert row['result'] == ('correct' if predicted == result['class_index'] else 'wrong')
+        assert f'{row["sequence"]}  {row["true_class"]}' in printed
+    assert rows[3]['true_class'] == 'A061 put on headphone' and rows[3]['windows'] == '2'
+    assert rows[3]['result'] == 'not scored' and rows[3]['true_class_index'] == '-1'
+    assert sum(r['result'] == 'correct' for r in rows) == scores['sequence_correct']
+    assert 'per-sequence confusion, classes the model knows (rows true, columns predicted)' \
+        in printed
+    assert f'({scores["window_correct"]}/8 windows; 2 labels of unscored sequences, 0 labels ' \
+        'matched no ground truth)' in printed
+    matrix = np.array(summary['confusion']['sequence'])
+    assert format_confusion(matrix, CLASS_NAMES, ACTION_IDS_OF_THE_MODEL) in printed
+    for name, code in (('clap', 'A010'), ('wave right hand', 'A023'), ('handshake', 'A058')):
+        assert f'\n{CLASS_NAMES.index(name):>3} {code} {name}' in printed
+    assert matrix.sum() == 3 and matrix.trace() == scores['sequence_correct']
+    assert summary['confusion']['action_ids'][CLASS_NAMES.index('handshake')] == 58
+    assert (out / 'sequence_confusion.png').read_bytes()[:4] == b'\x89PNG'
+    assert not [name for name in os.listdir(out) if name.startswith('.')]  # the bag is gone
+
+
+def test_a_model_without_action_ids_matches_by_name_only(tiny, recordings, tmp_path, capsys):
+    model = tmp_path / 'model'
+    shutil.copytree(tiny['model'], model)
+    meta = json.loads((model / METADATA_FILE).read_text())
+    del meta['action_ids']
+    (model / METADATA_FILE).write_text(json.dumps(meta))
+    out = tmp_path / 'report'
+    run_tool('eval', '--skeleton-dir', recordings, '--limit', '2', '--model', model, *PARAMS,
+             '--out', out, '--no-progress', '--no-plots')
+    printed = capsys.readouterr().out
+    assert 'note: the model has no NTU action ids' in printed
+    assert 'ground truth: 2 sequences, 0 of classes the model knows' in printed
+    assert 'A010 clapping (1), A023 hand waving (1)' in printed
+    summary = json.loads((out / 'summary.json').read_text())
+    scores = summary['scores']
+    assert scores['sequences'] == 0 and scores['sequence_accuracy'] is None
+    assert printed.count('windows  not scored') == 2 and '(empty)' in printed
+
+
+def test_eval_needs_one_source(tmp_path, capsys):
+    def error(*argv):
+        assert main(['eval', *map(str, argv)]) == 1
+        return capsys.readouterr().err
+
+    assert 'expected a bag or --skeleton-dir DIR (one of them)' in error()
+    assert 'expected a bag or --skeleton-dir DIR' in error(tmp_path, '--skeleton-dir', tmp_path)
+    assert '--limit goes with --skeleton-dir' in error(tmp_path, '--limit', '2')
+    assert '--ground-truth-csv goes with a bag' in error('--skeleton-dir', tmp_path,
+                                                         '--ground-truth-csv', 'x.csv')
+    assert f'{tmp_path / "nope"}: no such directory' in error('--skeleton-dir',
+                                                              tmp_path / 'nope')
+    assert 'expected NTU RGB+D .skeleton files, found none' in error(
+        '--skeleton-dir', tmp_path, '--out', tmp_path / 'out')

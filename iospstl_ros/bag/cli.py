@@ -8,13 +8,16 @@
     :mod:`iospstl_ros.bag.rosbag`.
 
 ``iospstl_bag eval``
-    Replays a bag through the recogniser and scores the labels against the ground truth.
+    Replays a bag (or a directory of NTU ``.skeleton`` files, converted on the fly with
+    ``--skeleton-dir``) through the recogniser and scores the labels against the ground truth,
+    matched to the model's classes by NTU action id, else by name; sequences of classes the
+    model does not know are listed but left out of the scores.
     Offline (default): the node's code path (decode, ``OnlineRecognizer``, ``Pipeline``) on the
     bag's messages, no DDS. ``--live``: publishes the bag over DDS into a running
     ``iospstl_node`` (or one it starts with ``--start-node``) and collects ``action_labels``.
     Both give the same labels on the same bag when nothing is lost. Writes ``summary.json``,
     ``predictions.csv``, confusion matrices and a latency histogram to ``--out``, and prints
-    the accuracy and latency figures.
+    the accuracy and latency figures, each sequence's label and a text confusion matrix.
 """
 
 import argparse
@@ -24,12 +27,13 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 import time
 
 from iospstl_ros.axes import AXES
 from iospstl_ros.bag.evaluate import (
-    align_truth, compare_predictions, latency_summary, match_predictions, read_truth_csv, score,
-    SCORED_LEVELS, SEQUENCE_RULES)
+    align_truth, compare_predictions, format_confusion, latency_summary, match_predictions,
+    read_truth_csv, score, SCORED_LEVELS, sequence_labels, SEQUENCE_RULES)
 from iospstl_ros.bag.rosbag import (
     BagReader, DEFAULT_AXES, DEFAULT_FRAME_ID, DEFAULT_RATE, DEFAULT_START_TIME_NS,
     GROUND_TRUTH_TOPIC, sequences_from_skeleton_dir, sequences_from_split, SKELETONS_TOPIC,
@@ -157,14 +161,27 @@ def build_parser():
     convert.add_argument('--no-progress', action='store_true', help='no progress bar')
 
     evaluate = commands.add_parser(
-        'eval', help='replay a bag through the recogniser and score its labels',
-        description='Replay a bag through the recogniser and score the labels against the '
-        "bag's ground truth: offline (default; the node's code path without DDS) or --live "
-        '(over DDS into a running iospstl_node). Writes summary.json, predictions.csv, '
-        'confusion matrices and a latency histogram to --out and prints the figures.')
-    evaluate.add_argument('bag', help='rosbag2 bag directory (with metadata.yaml) or a lone '
+        'eval', help='replay a bag (or .skeleton files) through the recogniser and score it',
+        description='Replay a bag, or a directory of NTU RGB+D .skeleton files, through the '
+        'recogniser and score the labels against the ground truth: offline (default; the '
+        "node's code path without DDS) or --live (over DDS into a running iospstl_node). The "
+        "ground truth is matched to the model's classes by NTU action id where both have one, "
+        'else by name; sequences of classes the model does not know are listed and left out '
+        'of the scores. Writes summary.json, predictions.csv, sequences.csv, confusion '
+        'matrices and a latency histogram to --out and prints the figures, the label of each '
+        'sequence and the per-sequence confusion matrix.')
+    evaluate.add_argument('bag', nargs='?',
+                          help='rosbag2 bag directory (with metadata.yaml) or a lone '
                           '.mcap / .db3 file; other topics than the skeletons and the ground '
-                          'truth are ignored')
+                          'truth are ignored. Give either this or --skeleton-dir')
+    evaluate.add_argument('--skeleton-dir', metavar='DIR',
+                          help='instead of a bag: a directory of NTU RGB+D .skeleton files '
+                               '(S001C001P001R001A058.skeleton, ...; the true class is the '
+                               "name's action), converted as by convert --skeleton-dir into a "
+                               "temporary bag in --out (in the node's input_axes), replayed "
+                               'and deleted')
+    evaluate.add_argument('--limit', type=int_argument(1), metavar='N',
+                          help='with --skeleton-dir: only the first N files (in name order)')
     evaluate.add_argument('--model', metavar='DIR',
                           help="model directory (training.export); default: the params' "
                                "model_dir, else the node's default model")
@@ -194,6 +211,9 @@ def build_parser():
                           help='how the labels of a sequence become its label: majority (most '
                                'frequent class, ties to the class predicted last) or last (the '
                                'last label); default: %(default)s')
+    evaluate.add_argument('--show-sequences', type=int_argument(0), default=50,
+                          metavar='N', help='print the labels of at most N sequences (all of '
+                          'them are in sequences.csv); default: %(default)s')
     evaluate.add_argument('--no-plots', action='store_true',
                           help='skip the PNG plots (they need matplotlib)')
     evaluate.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -283,14 +303,29 @@ def _write_predictions(path, predictions, truth, matched):
     with open(path, 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['stamp_ns', 'body_id', 'level', 'class_index', 'label', 'confidence',
-                         'latency_ms', 'sequence', 'true_class_index', 'true_label'])
+                         'latency_ms', 'sequence', 'true_class_index', 'true_label',
+                         'true_action_id'])
         for prediction, index in zip(predictions, matched):
             entry = truth[index] if index >= 0 else None
             writer.writerow([prediction.stamp_ns, prediction.body_id, prediction.level,
                              prediction.class_index, prediction.label,
                              f'{prediction.confidence:.6f}', f'{prediction.latency_ms:.3f}',
                              entry.sequence if entry else '',
-                             entry.class_index if entry else '', entry.label if entry else ''])
+                             entry.class_index if entry else '', entry.label if entry else '',
+                             entry.action_id if entry else ''])
+
+
+def _write_sequences(path, rows, classes):
+    with open(path, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['sequence', 'true_class', 'true_action_id', 'true_class_index',
+                         'predicted_class_index', 'predicted_label', 'windows', 'result'])
+        for row in rows:
+            predicted = row['predicted']
+            writer.writerow([row['sequence'], row['truth'], row['action_id'],
+                             row['class_index'], predicted,
+                             classes[predicted] if predicted >= 0 else '', row['windows'],
+                             row['result']])
 
 
 def _plots(out, report, classes, latencies, latency_title):
@@ -383,7 +418,7 @@ def _live(args, reader, values, model_dir, classes, out):
 
 
 def _offline(args, reader, values, model_dir, summary):
-    """Replay without DDS; return (predictions, classes)."""
+    """Replay without DDS; return (predictions, classes, the classes' NTU action ids)."""
     from iospstl_ros.bag.replay import make_pipeline, replay_offline
     from iospstl_ros.params import tracker_config
 
@@ -396,27 +431,72 @@ def _offline(args, reader, values, model_dir, summary):
     finally:
         progress.close()
     summary['offline'] = stats
-    return predictions, pipeline.classes
+    return predictions, pipeline.classes, pipeline.model.action_ids
 
 
-def _score(args, predictions, truth, classes, summary):
-    """Fill ``summary`` with the scores; return (report or None, matched truth per label)."""
+def _score(args, predictions, truth, classes, action_ids, summary):
+    """Fill ``summary`` with the scores.
+
+    Returns
+    -------
+    report : dict or None
+        :func:`~iospstl_ros.bag.evaluate.score` over the classes the model knows.
+    truth : list of TruthEntry
+        The ground truth in the model's classes.
+    matched : ndarray
+        Entry of ``truth`` of every prediction (-1: none).
+    sequences : list of dict
+        :func:`~iospstl_ros.bag.evaluate.sequence_labels` of every ground-truth sequence.
+    """
     if truth is None:
         summary['scores'] = None
         summary['note'] = (f'no ground-truth topic {args.ground_truth_topic!r} in the bag: '
                            'labels are reported in predictions.csv but cannot be scored '
                            '(give --ground-truth-csv to score them)')
-        return None, [], [-1] * len(predictions)
-    truth, unknown = align_truth(truth, classes)
-    if unknown:
-        summary['note'] = ('ground truth of classes the model does not know is not scored: '
-                           f'{", ".join(unknown)}')
-    report = score(predictions, truth, len(classes), args.sequence_rule)
+        return None, [], [-1] * len(predictions), []
+    alignment = align_truth(truth, classes, action_ids)
+    sequences = sequence_labels(predictions, truth, alignment.class_of, args.sequence_rule)
+    summary['ground_truth'] = {
+        'sequences': len(sequences),
+        'sequences_scored': len(sequences) - alignment.left_out_sequences,
+        'sequences_left_out': alignment.left_out_sequences,
+        'windows_left_out': sum(r['windows'] for r in sequences if r['result'] == 'not scored'),
+        'unknown_classes': alignment.unknown, 'bodies_matched_by': alignment.matched_by,
+        'model_has_action_ids': action_ids is not None}
+    if alignment.unknown:
+        summary['note'] = (f'{alignment.left_out_sequences} of {len(sequences)} sequences '
+                           'are of classes the model does not know and are not scored: '
+                           + ', '.join(f'{name} ({count})'
+                                       for name, count in alignment.unknown.items()))
+    report = score(predictions, alignment.truth, len(classes), args.sequence_rule)
     summary['scores'] = {k: v for k, v in report.items()
                          if k not in ('window_confusion', 'sequence_confusion')}
-    summary['confusion'] = {'classes': list(classes), 'window': report['window_confusion'],
+    summary['confusion'] = {'classes': list(classes),
+                            'action_ids': None if action_ids is None else list(action_ids),
+                            'window': report['window_confusion'],
                             'sequence': report['sequence_confusion']}
-    return report, truth, match_predictions(predictions, truth)
+    return (report, alignment.truth, match_predictions(predictions, alignment.truth),
+            sequences)
+
+
+def _skeleton_bag(args, values, count, sequences, path):
+    """Write the ``--skeleton-dir`` sequences as a bag at ``path`` for the replay."""
+    from iospstl_ros.params import tracker_config
+
+    gap = max(DEFAULT_GAP_S, 2.0 * tracker_config(values).timeout_s)
+    custom = {'iospstl_bag': json.dumps({'source': 'skeleton_dir',
+                                         'skeleton_dir': args.skeleton_dir,
+                                         'limit': args.limit, 'gap_s': gap,
+                                         'axes': values['input_axes']}, sort_keys=True)}
+    progress = _Progress(count, 'convert', not args.no_progress, unit='seq')
+    try:
+        written = write_bag(path, sequences, gap_s=gap, custom_data=custom, progress=progress,
+                            axes=values['input_axes'])
+    finally:
+        progress.close()
+    print(f'converted {written["sequences"]} .skeleton files of {args.skeleton_dir} '
+          f'({written["bodies"]} bodies, {written["duration_s"]:.1f} s at {DEFAULT_RATE:g} Hz)')
+    return path
 
 
 def run_eval(args):
@@ -425,12 +505,33 @@ def run_eval(args):
     from iospstl_ros.model_dir import default_model_dir
     from iospstl_ros.params import tracker_config
 
+    if (args.bag is None) == (args.skeleton_dir is None):
+        raise ValueError('expected a bag or --skeleton-dir DIR (one of them)')
+    if args.skeleton_dir and args.ground_truth_csv:
+        raise ValueError('--ground-truth-csv goes with a bag; .skeleton files carry their '
+                         'class in their names')
+    if args.limit and not args.skeleton_dir:
+        raise ValueError('--limit goes with --skeleton-dir')
     overrides = [parse_override(text) for text in args.param]
     values, ignored = node_parameters(args.params_file, overrides)
     model_dir = os.path.abspath(args.model or values['model_dir'] or default_model_dir())
     tracker_config(values)  # fail early on bad parameters
-    out = args.out or _default_out(args.bag)
-    with BagReader(args.bag, args.skeletons_topic, args.ground_truth_topic) as reader:
+    out = args.out or _default_out(args.bag or args.skeleton_dir)
+    if not args.skeleton_dir:
+        return _eval_bag(args, args.bag, values, ignored, model_dir, out)
+    if not os.path.isdir(args.skeleton_dir):
+        raise ValueError(f'{args.skeleton_dir}: no such directory; expected a directory of '
+                         'NTU RGB+D .skeleton files')
+    count, sequences = sequences_from_skeleton_dir(args.skeleton_dir, args.limit)
+    os.makedirs(out, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix='.skeletons-', dir=out) as tmp:
+        bag = _skeleton_bag(args, values, count, sequences, os.path.join(tmp, 'bag'))
+        args.skeletons_topic, args.ground_truth_topic = SKELETONS_TOPIC, GROUND_TRUTH_TOPIC
+        return _eval_bag(args, bag, values, ignored, model_dir, out)
+
+
+def _eval_bag(args, bag, values, ignored, model_dir, out):
+    with BagReader(bag, args.skeletons_topic, args.ground_truth_topic) as reader:
         if args.ground_truth_csv:
             truth = read_truth_csv(args.ground_truth_csv)
         else:
@@ -439,7 +540,9 @@ def run_eval(args):
         for name in ignored:
             print(f'note: {name} is not a parameter of iospstl_node; ignored')
         summary = {'command': ' '.join(shlex.quote(a) for a in [PROG] + args.argv),
-                   'bag': os.path.abspath(args.bag), 'mode': 'live' if args.live else 'offline',
+                   'bag': None if args.skeleton_dir else os.path.abspath(bag),
+                   'skeleton_dir': args.skeleton_dir and os.path.abspath(args.skeleton_dir),
+                   'mode': 'live' if args.live else 'offline',
                    'skeletons_topic': reader.skeletons_topic,
                    'ground_truth_topic': reader.truth_topic,
                    'ground_truth_csv': args.ground_truth_csv, 'model_dir': model_dir,
@@ -447,15 +550,17 @@ def run_eval(args):
                    'ignored_topics': sorted(set(reader.topics) - {reader.skeletons_topic,
                                                                   reader.truth_topic})}
         if args.live:
-            classes = load_model_dir(model_dir, verify_checksums=False).classes
+            model = load_model_dir(model_dir, verify_checksums=False)
+            classes, action_ids = model.classes, model.action_ids
             predictions, summary['live'] = _live(args, reader, values, model_dir, classes,
                                                  out)
             latency_title = 'Live latency: skeleton publication to label receipt'
             if args.compare_offline:
-                offline, _ = _offline(args, reader, values, model_dir, summary)
+                offline, _, _ = _offline(args, reader, values, model_dir, summary)
                 summary['live_vs_offline'] = compare_predictions(offline, predictions)
         else:
-            predictions, classes = _offline(args, reader, values, model_dir, summary)
+            predictions, classes, action_ids = _offline(args, reader, values, model_dir,
+                                                        summary)
             latency_title = 'Offline latency: pipeline time per window'
     scored = [p for p in predictions if p.level in SCORED_LEVELS]
     latencies = [p.latency_ms for p in scored]
@@ -463,15 +568,37 @@ def run_eval(args):
     summary['labels'] = {'total': len(predictions), 'scored_levels': len(scored),
                          'stale': len(predictions) - len(scored),
                          'per_class': _class_counts(scored)}
-    report, truth, matched = _score(args, predictions, truth, classes, summary)
+    report, truth, matched, sequences = _score(args, predictions, truth, classes, action_ids,
+                                               summary)
     _write_predictions(os.path.join(out, 'predictions.csv'), predictions, truth, matched)
+    if report is not None:
+        _write_sequences(os.path.join(out, 'sequences.csv'), sequences, classes)
     summary['plots'] = [] if args.no_plots else _plots(out, report, classes, latencies,
                                                        latency_title)
     summary['out'] = out
     with open(os.path.join(out, 'summary.json'), 'w') as f:
         json.dump(_jsonable(summary), f, indent=2, sort_keys=True)
-    _print_summary(summary)
+    details = None
+    if report is not None:
+        details = (sequences, classes, args.show_sequences,
+                   format_confusion(report['sequence_confusion'], classes, action_ids))
+    _print_summary(summary, details)
     return summary
+
+
+def _print_sequences(rows, classes, limit, rule):
+    if not rows or not limit:
+        return
+    shown = rows[:limit]
+    print(f'sequences ({rule} label of the windows; true class -> predicted):')
+    width = min(40, max(len(r['truth']) for r in shown))
+    for row in shown:
+        predicted = classes[row['predicted']] if row['predicted'] >= 0 else '-'
+        truth = row['truth'] if len(row['truth']) <= width else row['truth'][:width - 1] + '~'
+        print(f'  {row["sequence"]}  {truth:<{width}} -> {predicted:<24} '
+              f'{row["windows"]:>4} windows  {row["result"]}')
+    if len(rows) > len(shown):
+        print(f'  ... {len(rows) - len(shown)} more in sequences.csv')
 
 
 def _class_counts(predictions):
@@ -481,18 +608,37 @@ def _class_counts(predictions):
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def _print_summary(summary):
-    print(f'{summary["mode"]} replay of {summary["bag"]} ({summary["skeleton_messages"]} '
-          f'messages on {summary["skeletons_topic"]})')
+def _print_summary(summary, details=None):
+    """Print the report; ``details``: (sequence rows, classes, how many to show, matrix text)."""
+    source = summary['bag'] or f'the .skeleton files of {summary["skeleton_dir"]}'
+    print(f'{summary["mode"]} replay of {source} ({summary["skeleton_messages"]} '
+          f'messages on {summary["skeletons_topic"]}); model {summary["model_dir"]}')
     labels = summary['labels']
     print(f'labels: {labels["scored_levels"]} windows (OK/WARN), {labels["stale"]} STALE')
     scores = summary['scores']
+    truth = summary.get('ground_truth')
+    if truth:
+        by = truth['bodies_matched_by']
+        print(f'ground truth: {truth["sequences"]} sequences, {truth["sequences_scored"]} of '
+              f'classes the model knows (bodies matched by NTU action id {by["action_id"]}, '
+              f'by name {by["name"]}, by class index {by["class_index"]}), '
+              f'{truth["sequences_left_out"]} left out')
+        if not truth['model_has_action_ids']:
+            print('note: the model has no NTU action ids (exported before they existed): '
+                  'ground truth is matched to its classes by name only')
     if summary.get('note'):
         print(summary['note'])
+    if details is not None:
+        rows, classes, limit, matrix = details
+        _print_sequences(rows, classes, limit, summary['scores']['rule'])
+        print('per-sequence confusion, classes the model knows (rows true, columns predicted):')
+        print(matrix)
     if scores is not None:
+        left_out = truth['windows_left_out'] if truth else 0
         print(f'per-window accuracy: {_fmt(_pct(scores["window_accuracy"]), " %")} '
               f'({scores["window_correct"]}/{scores["matched"]} windows; '
-              f'{scores["unmatched"]} labels matched no ground truth)')
+              f'{left_out} labels of unscored sequences, {scores["unmatched"] - left_out} labels '
+              'matched no ground truth)')
         print(f'per-sequence accuracy ({scores["rule"]}): '
               f'{_fmt(_pct(scores["sequence_accuracy"]), " %")} '
               f'({scores["sequence_correct"]}/{scores["sequences"]} sequences; '

@@ -1,10 +1,14 @@
 """Score action labels against per-body ground truth: the numpy side of ``iospstl_bag eval``.
 
 Ground truth is a list of :class:`TruthEntry`, one per (sequence, body): the body id the
-skeleton stream uses for that person, the true class and the first and last header stamps at
-which the body appears. Predictions are :class:`Prediction` records, one per label the
-recogniser published (a ``body/<id>`` status of ``action_labels``), stamped with the header stamp
-of the newest skeleton message of the window.
+skeleton stream uses for that person, the true class (name, index and NTU RGB+D action id) and
+the first and last header stamps at which the body appears. :func:`align_truth` expresses it in
+the model's classes: by NTU action id where both the entry and the model's class have one, else
+by name; entries of classes the model does not know are left out and reported.
+
+Predictions are :class:`Prediction` records, one per label the recogniser published (a
+``body/<id>`` status of ``action_labels``), stamped with the header stamp of the newest skeleton
+message of the window.
 
 Matching (:func:`match_predictions`): a prediction belongs to the ground-truth entry with the
 same body id whose ``[first_stamp_ns, last_stamp_ns]`` holds the prediction's stamp. STALE labels
@@ -20,6 +24,8 @@ Scores (:func:`score`):
   class; a tie goes to the tied class predicted last) or ``'last'`` (the class of the last
   label by stamp, then body id). A sequence without any label counts as wrong, so accuracy =
   correct / all ground-truth sequences, and ``sequences_without_label`` says how many those are.
+  :func:`sequence_labels` lists every sequence's label, those of unknown classes included, and
+  :func:`format_confusion` prints a confusion matrix for the terminal.
 
 Everything here is numpy-only, so it is tested without ROS.
 """
@@ -28,6 +34,7 @@ import csv
 from dataclasses import dataclass, replace
 import math
 
+from iospstl_ros.datasets.splits import action_code, check_action_ids
 import numpy as np
 
 #: Levels of a label that carry a class (STALE reports a lost track).
@@ -56,6 +63,8 @@ class TruthEntry:
         Header stamps of the first and last skeleton messages holding the body.
     num_frames : int
         Messages holding the body.
+    action_id : int
+        NTU RGB+D action number of the class (``A023`` -> 23); 0 if none or unknown.
     """
 
     sequence_index: int
@@ -66,6 +75,13 @@ class TruthEntry:
     first_stamp_ns: int
     last_stamp_ns: int
     num_frames: int
+    action_id: int = 0
+
+    @property
+    def class_name(self):
+        """Give the true class as reported: ``'A058 handshaking'``, the label, or the index."""
+        return ' '.join(part for part in (action_code(self.action_id), self.label) if part) \
+            or str(self.class_index)
 
 
 @dataclass(frozen=True)
@@ -102,7 +118,8 @@ class Prediction:
         return (self.stamp_ns, self.body_id)
 
 
-#: Columns a ground-truth CSV file must have (``class_index`` and ``num_frames`` are optional).
+#: Columns a ground-truth CSV file must have (``class_index``, ``num_frames`` and
+#: ``action_id`` are optional).
 CSV_COLUMNS = ('sequence', 'body_id', 'label', 'first_stamp_ns', 'last_stamp_ns')
 
 
@@ -110,7 +127,8 @@ def read_truth_csv(path):
     """Read ground truth from a CSV file (for bags recorded without a ground-truth topic).
 
     One row per (sequence, body) with the columns of :data:`CSV_COLUMNS` (header row
-    required); optional ``class_index`` (used when ``label`` is empty) and ``num_frames``.
+    required); optional ``class_index`` (used when ``label`` is empty), ``num_frames`` and
+    ``action_id`` (the NTU action number, matched before the label; empty or 0 = none).
     Sequences are numbered in order of first appearance.
 
     Parameters
@@ -131,7 +149,8 @@ def read_truth_csv(path):
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or ())]
         if missing:
             raise ValueError(f'{path}: expected the columns {", ".join(CSV_COLUMNS)} '
-                             f'(class_index, num_frames optional), missing {", ".join(missing)}')
+                             f'(class_index, num_frames, action_id optional), missing '
+                             f'{", ".join(missing)}')
         entries, sequences = [], {}
         for row in reader:
             try:
@@ -139,42 +158,97 @@ def read_truth_csv(path):
                     sequences.setdefault(row['sequence'], len(sequences)), row['sequence'],
                     int(row['body_id']), int(row.get('class_index') or -1), row['label'],
                     int(row['first_stamp_ns']), int(row['last_stamp_ns']),
-                    int(row.get('num_frames') or 0)))
+                    int(row.get('num_frames') or 0), int(row.get('action_id') or 0)))
             except ValueError as error:
                 raise ValueError(f'{path}, line {reader.line_num}: {error}') from error
     return entries
 
 
-def align_truth(truth, classes):
-    """Express the ground truth in the model's class indices, matching classes by name.
+@dataclass(frozen=True)
+class TruthAlignment:
+    """Ground truth expressed in a model's classes (:func:`align_truth`).
 
-    An entry whose ``label`` is one of ``classes`` gets that class's index (so a bag converted
-    from NTU RGB+D 120 scores correctly against an NTU-60 model for the first 60 classes); an
-    entry without a label keeps its ``class_index`` if it is in range. Other entries (classes
-    the model does not know) are left out.
+    Attributes
+    ----------
+    truth : list of TruthEntry
+        The entries of classes the model knows, ``class_index`` now the model's.
+    class_of : tuple of int
+        The model's class of every input entry, -1 where the model does not know it.
+    matched_by : dict of str to int
+        Input entries matched by ``'action_id'``, ``'name'`` and ``'class_index'``.
+    unknown : dict of str to int
+        Each true class the model does not know (:attr:`TruthEntry.class_name`) -> the
+        sequences of that class left out, sorted by name.
+    """
+
+    truth: list
+    class_of: tuple
+    matched_by: dict
+    unknown: dict
+
+    @property
+    def left_out_sequences(self):
+        """Give the number of sequences (per class) left out of the scores."""
+        return sum(self.unknown.values())
+
+
+def align_truth(truth, classes, action_ids=None):
+    """Express the ground truth in the model's class indices.
+
+    Each entry is matched, in this order:
+
+    1. by NTU action id, when the entry has one (``action_id`` > 0) and a class of the model
+       has the same (so a recording ``A058`` scores against a class named ``'handshake'``);
+    2. by name, when ``label`` is one of ``classes`` and the two do not carry different action
+       ids (a bag converted from NTU RGB+D 120 scores against an NTU-60 model for the first 60
+       classes, and against a model exported without ids by name only);
+    3. by index, for an entry without label and action id whose ``class_index`` is a class of
+       the model (a ground-truth CSV file of indices).
+
+    Other entries (classes the model does not know) are left out.
 
     Parameters
     ----------
     truth : sequence of TruthEntry
     classes : sequence of str
         The model's class names.
+    action_ids : sequence of int, optional
+        The model's NTU action id of each class (0 = none); None: match by name only.
 
     Returns
     -------
-    aligned : list of TruthEntry
-    unknown : list of str
-        Labels (or class indices) of the entries left out, sorted, without repeats.
+    TruthAlignment
+
+    Raises
+    ------
+    ValueError
+        If ``action_ids`` is not one id in 0..120 per class.
     """
-    index = {name: i for i, name in enumerate(classes)}
-    aligned, unknown = [], set()
+    classes = list(classes)
+    ids = (0,) * len(classes) if action_ids is None else check_action_ids(action_ids,
+                                                                          len(classes))
+    by_id = {action: index for index, action in enumerate(ids) if action}
+    by_name = {name: index for index, name in enumerate(classes)}
+    aligned, class_of = [], []
+    matched_by = {'action_id': 0, 'name': 0, 'class_index': 0}
+    unknown = {}
     for entry in truth:
-        if entry.label in index:
-            aligned.append(replace(entry, class_index=index[entry.label]))
-        elif not entry.label and 0 <= entry.class_index < len(classes):
-            aligned.append(entry)
+        index, how = -1, None
+        if entry.action_id and entry.action_id in by_id:
+            index, how = by_id[entry.action_id], 'action_id'
+        elif entry.label in by_name and not (entry.action_id and ids[by_name[entry.label]]):
+            index, how = by_name[entry.label], 'name'
+        elif not entry.label and not entry.action_id \
+                and 0 <= entry.class_index < len(classes):
+            index, how = int(entry.class_index), 'class_index'
+        class_of.append(index)
+        if how is None:
+            unknown.setdefault(entry.class_name, set()).add(entry.sequence)
         else:
-            unknown.add(entry.label or str(entry.class_index))
-    return aligned, sorted(unknown)
+            matched_by[how] += 1
+            aligned.append(replace(entry, class_index=index))
+    return TruthAlignment(aligned, tuple(class_of), matched_by,
+                          {name: len(unknown[name]) for name in sorted(unknown)})
 
 
 def match_predictions(predictions, truth):
@@ -335,6 +409,99 @@ def score(predictions, truth, num_classes, rule='majority'):
         'sequence_results': results,
         'rule': rule,
     }
+
+
+def sequence_labels(predictions, truth, class_of, rule='majority'):
+    """Label every ground-truth sequence, whether the model knows its class or not.
+
+    Parameters
+    ----------
+    predictions : sequence of Prediction
+    truth : sequence of TruthEntry
+        All entries, before :func:`align_truth`.
+    class_of : sequence of int
+        The model's class of each entry, -1 if unknown (:attr:`TruthAlignment.class_of`).
+    rule : {'majority', 'last'}
+
+    Returns
+    -------
+    list of dict
+        One per sequence and true class, in order of first appearance: ``sequence``,
+        ``truth`` (:attr:`TruthEntry.class_name`), ``action_id``, ``class_index`` (the model's
+        class, -1 if unknown), ``predicted`` (the model's class by ``rule``, -1 without a
+        label) and ``windows`` (labels voted), ``result``: ``'correct'``, ``'wrong'``,
+        ``'no label'`` or ``'not scored'`` (a class the model does not know).
+    """
+    if len(class_of) != len(truth):
+        raise ValueError(f'class_of: expected one class per truth entry ({len(truth)}), got '
+                         f'{len(class_of)}')
+    matched = match_predictions(predictions, truth)
+    per_entry = {}
+    for prediction, index in zip(predictions, matched):
+        if index >= 0:
+            per_entry.setdefault(int(index), []).append(prediction)
+    groups = {}
+    for index, entry in enumerate(truth):
+        groups.setdefault((entry.sequence, entry.class_name), []).append(index)
+    rows = []
+    for (sequence, name), indices in groups.items():
+        labels = sorted((p for i in indices for p in per_entry.get(i, ())), key=lambda p: p.key)
+        predicted = vote([p.class_index for p in labels], rule)
+        known = int(class_of[indices[0]])
+        if known < 0:
+            result = 'not scored'
+        elif predicted < 0:
+            result = 'no label'
+        else:
+            result = 'correct' if predicted == known else 'wrong'
+        rows.append({'sequence': sequence, 'truth': name,
+                     'action_id': int(truth[indices[0]].action_id), 'class_index': known,
+                     'predicted': predicted, 'windows': len(labels), 'result': result})
+    return rows
+
+
+def format_confusion(matrix, classes, action_ids=None, name_width=28):
+    """Format a confusion matrix as terminal text, listing only the classes that occur in it.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (K, K), int
+        ``[true, predicted]`` counts.
+    classes : sequence of str
+        The K class names.
+    action_ids : sequence of int, optional
+        NTU action id of each class (0 = none), shown as ``A058``.
+    name_width : int
+        Class names are cut to this many characters.
+
+    Returns
+    -------
+    str
+        Rows are the true classes and columns the predicted ones, each numbered by its class
+        index; only classes with a count in their row or their column are listed. One line
+        ``(empty)`` when the matrix holds no count.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape != (len(classes), len(classes)):
+        raise ValueError(f'matrix: expected shape ({len(classes)}, {len(classes)}), got '
+                         f'{matrix.shape}')
+    shown = np.flatnonzero(matrix.sum(axis=0) + matrix.sum(axis=1))
+    if not len(shown):
+        return '(empty)'
+    names = []
+    for k in shown:
+        code = action_code(action_ids[k]) if action_ids is not None else ''
+        name = classes[k] if len(classes[k]) <= name_width else classes[k][:name_width - 1] + '~'
+        names.append(f'{k:>3} {code:<4} {name}' if action_ids is not None else f'{k:>3} {name}')
+    corner = 'true \\ predicted'
+    label_width = max(len(corner), max(len(n) for n in names))
+    cell = max(3, len(str(int(matrix.max()))), len(str(int(shown[-1])))) + 1
+    header = corner.ljust(label_width) + ''.join(f'{k:>{cell}}' for k in shown)
+    lines = [header]
+    for row, name in zip(shown, names):
+        lines.append(name.ljust(label_width)
+                     + ''.join(f'{int(matrix[row, col]):>{cell}}' for col in shown))
+    return '\n'.join(lines)
 
 
 def compare_predictions(reference, other):

@@ -20,7 +20,12 @@ A bag written by :func:`write_bag` is a standard rosbag2 directory (``metadata.y
     ``hardware_id`` ``<id>``, ``message`` the class name, and ``values`` (all strings)
     ``sequence`` (sample name), ``sequence_index``, ``body_id``, ``class_index``, ``label``,
     ``first_stamp_ns`` and ``last_stamp_ns`` (header stamps of the first and last skeleton
-    messages holding that body) and ``num_frames`` (messages holding it).
+    messages holding that body), ``num_frames`` (messages holding it) and ``action_id`` (the
+    NTU RGB+D action number, ``A023`` -> 23, or 0 when the class is no NTU action or the data
+    set does not say; bags written before it existed lack it, which reads as 0).
+    ``class_index`` and ``label`` are the data set's; ``iospstl_bag eval`` matches them to the
+    model's classes by ``action_id``, else by ``label``
+    (:func:`iospstl_ros.bag.evaluate.align_truth`).
 
 Timing: global frame ``f`` has stamp ``start_time_ns + round(f * 1e9 / rate)``; a sequence of
 ``T`` frames is followed by ``ceil(gap_s * rate)`` empty frames, so every body's track ends (the
@@ -68,7 +73,9 @@ DEFAULT_FRAME_ID = 'camera_link'
 DEFAULT_AXES = 'rep103'
 #: ``values`` keys of a ground-truth status, in the order written.
 TRUTH_KEYS = ('sequence', 'sequence_index', 'body_id', 'class_index', 'label', 'first_stamp_ns',
-              'last_stamp_ns', 'num_frames')
+              'last_stamp_ns', 'num_frames', 'action_id')
+#: Keys of :data:`TRUTH_KEYS` that older bags lack (read as 0).
+OPTIONAL_TRUTH_KEYS = ('action_id',)
 
 _TYPESTORE = None
 
@@ -98,6 +105,8 @@ class BagSequence:
         Camera-space metres; may be NaN at occluded joints.
     occluded : ndarray of shape (T, M, 25), bool
     present : ndarray of shape (T, M), bool
+    action_id : int
+        NTU RGB+D action number of the class (1..120), 0 if none or unknown.
     """
 
     name: str
@@ -106,6 +115,7 @@ class BagSequence:
     xyz: np.ndarray
     occluded: np.ndarray
     present: np.ndarray
+    action_id: int = 0
 
 
 def sequences_from_split(root, part, limit=None, clean=False):
@@ -133,11 +143,12 @@ def sequences_from_split(root, part, limit=None, clean=False):
     """
     split = open_split(root, part)
     classes = split.meta.get('classes') or []
+    action_ids = split.action_ids or ()
     count = len(split) if limit is None else min(int(limit), len(split))
-    return count, _split_sequences(split, classes, count, clean)
+    return count, _split_sequences(split, classes, action_ids, count, clean)
 
 
-def _split_sequences(split, classes, count, clean):
+def _split_sequences(split, classes, action_ids, count, clean):
     for i in range(count):
         frames = int(split.num_frames[i])
         xyz = np.ascontiguousarray(np.asarray(split.data[i, :, :frames]).transpose(1, 3, 2, 0))
@@ -147,7 +158,8 @@ def _split_sequences(split, classes, count, clean):
             occluded = occluded & ~np.isfinite(xyz).all(axis=-1)
         label = int(split.labels[i])
         name = classes[label] if label < len(classes) else str(label)
-        yield BagSequence(split.names[i], label, name, xyz, occluded, present)
+        action_id = action_ids[label] if label < len(action_ids) else 0
+        yield BagSequence(split.names[i], label, name, xyz, occluded, present, action_id)
 
 
 def sequences_from_skeleton_dir(directory, limit=None, clean=False):
@@ -155,7 +167,8 @@ def sequences_from_skeleton_dir(directory, limit=None, clean=False):
 
     Bodies are the first two listed in each frame (:func:`iospstl_ros.datasets.ntu.to_layout`);
     occlusion is Kinect's tracking state (not tracked, inferred) or x y z exactly 0. The class
-    is the name's action - 1, named after :data:`iospstl_ros.datasets.splits.ACTION_NAMES`.
+    is the name's action - 1, named after :data:`iospstl_ros.datasets.splits.ACTION_NAMES`,
+    and the action id the name's action number.
 
     Parameters
     ----------
@@ -197,7 +210,7 @@ def _skeleton_sequences(directory, files, clean):
         yield BagSequence(
             name, label, ACTION_NAMES[label] if label < len(ACTION_NAMES) else str(label),
             np.ascontiguousarray(xyz.transpose(1, 3, 2, 0)), occluded.transpose(0, 2, 1).copy(),
-            present)
+            present, label + 1)
 
 
 def body_id(sequence_index, slot):
@@ -290,7 +303,8 @@ class _BagWriter:
             if len(seen):
                 entries.append(TruthEntry(
                     index, sequence.name, body_id(index, slot), int(sequence.class_index),
-                    sequence.label, stamps[seen[0]], stamps[seen[-1]], int(len(seen))))
+                    sequence.label, stamps[seen[0]], stamps[seen[-1]], int(len(seen)),
+                    int(sequence.action_id)))
         if frames:
             self._write(self.truth, DIAGNOSTIC_ARRAY, stamps[0],
                         truth_message(stamps[0], self.frame_id, entries))
@@ -463,12 +477,13 @@ def truth_from_message(message):
     Raises
     ------
     BagError
-        If a status lacks a key of :data:`TRUTH_KEYS` or a number does not parse.
+        If a status lacks a key of :data:`TRUTH_KEYS` (other than
+        :data:`OPTIONAL_TRUTH_KEYS`) or a number does not parse.
     """
     entries = []
     for status in message.status:
         values = _value_dict(status)
-        missing = [k for k in TRUTH_KEYS if k not in values]
+        missing = [k for k in TRUTH_KEYS if k not in values and k not in OPTIONAL_TRUTH_KEYS]
         if missing:
             raise BagError(f'ground-truth status {status.name!r}: expected values '
                            f'{list(TRUTH_KEYS)}, missing {missing}')
@@ -476,7 +491,8 @@ def truth_from_message(message):
             entries.append(TruthEntry(
                 int(values['sequence_index']), values['sequence'], int(values['body_id']),
                 int(values['class_index']), values['label'], int(values['first_stamp_ns']),
-                int(values['last_stamp_ns']), int(values['num_frames'])))
+                int(values['last_stamp_ns']), int(values['num_frames']),
+                int(values.get('action_id') or 0)))
         except ValueError as error:
             raise BagError(f'ground-truth status {status.name!r}: {error}') from error
     return entries
