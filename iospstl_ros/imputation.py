@@ -181,17 +181,17 @@ def _summarise(values, centre, group_ptr, block_ptr, with_centred):
 
 
 @numba.njit(cache=True)
-def _fill(i, receivers, donors, approx, error, zero, group_ptr, columns, observers, mean,
-          block_ptr, block_squares, block_counts, k, out):
+def _fill(i, receivers, donors, approx, error, by_lower, zero, group_ptr, columns, observers,
+          mean, block_ptr, block_squares, block_counts, k, out):
     """Fill receiver i's missing groups by the rule into ``out[i]``; return the values left NaN.
 
-    approx, error: (n, m) approximate squared distances (inf: undefined) and bounds; zero:
-    (n, B) blocks of observed zeros; columns: the caller's column of each work position.
+    approx, error: (n, m) approximate squared distances (inf: undefined) and bounds; by_lower:
+    (n, m) donors by ``approx - error``; zero: (n, B) blocks of observed zeros; columns: the
+    caller's column of each work position.
     """
     m = approx.shape[1]
     unfilled = 0
-    lower = approx[i] - error[i]
-    order = np.argsort(lower)
+    lower, order = approx[i] - error[i], by_lower[i]
     exact = np.full(m, -1.0)                # exact squared distances, made on demand
     found, dist = np.empty(m, np.int64), np.empty(m)
     upper, weights = np.empty(k), np.empty(k)
@@ -345,9 +345,10 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
             approx, error = _products(x, donors, symmetric)
         else:
             approx, error = _products(donors.products_of(rows), donors, False)
-        arguments = (rows, donors.values, approx, error, zero, layout.group_ptr, layout.order,
-                     donors.observers, donors.mean, layout.block_ptr, donors.block_squares,
-                     donors.block_counts, n_neighbors, out[start:stop])
+        by_lower = np.argsort(approx - error, axis=1)      # numpy's sort: SIMD, no threads
+        arguments = (rows, donors.values, approx, error, by_lower, zero, layout.group_ptr,
+                     layout.order, donors.observers, donors.mean, layout.block_ptr,
+                     donors.block_squares, donors.block_counts, n_neighbors, out[start:stop])
         unfilled += int((_fill_serial if few else _fill_parallel)(arguments))
     return out, unfilled
 
