@@ -23,9 +23,9 @@ error bound that holds for any BLAS and summation order (``(d + G + 16) eps`` ti
 squared norms, G groups); per receiver and missing group, a compiled loop walks the donors by
 lower bound until none can beat the k-th smallest upper bound, and sums exactly the distances
 of those it met. So the result is scikit-learn's float64 result on the same values, on any
-CPU. With body slots as ``blocks``, a receiver's block of observed zeros (an absent body) takes
-each donor's block total, computed once, and a donor's block with nothing observed (an absent
-body in a bank) is skipped.
+CPU. With *blocks* (body slots; given, or found as features zero in the same rows), a
+receiver's block of observed zeros (an absent body) takes each donor's block total, computed
+once, and a donor's block with nothing observed (an absent body in a bank) is skipped.
 """
 
 import json
@@ -40,6 +40,7 @@ import numpy as np
 BANK_FORMAT, BANK_FORMAT_VERSION = 'iospstl-cluster-bank', 1
 DIRECT_MAX_ROWS = 8          # receivers up to which all distances are exact sums, on one thread
 SYMMETRIC_MAX_ROWS = 4096    # largest set imputed from itself by one symmetric product
+MAX_FOUND_BLOCKS = 16        # zero patterns up to which they become blocks when not given
 _EPS32 = float(np.finfo(np.float32).eps) / 2      # unit roundoff of float32
 _ROWS_PER_STEP = 512                              # donor rows checked per step in from_clusters
 _FAST = {'reassoc', 'contract', 'nsz', 'arcp'}   # fastmath that keeps NaN (= missing) semantics
@@ -185,9 +186,8 @@ def _fill(i, receivers, donors, approx, error, by_lower, zero, group_ptr, column
           mean, block_ptr, block_squares, block_counts, k, out):
     """Fill receiver i's missing groups by the rule into ``out[i]``; return the values left NaN.
 
-    approx, error: (n, m) approximate squared distances (inf: undefined) and bounds; by_lower:
-    (n, m) donors by ``approx - error``; zero: (n, B) blocks of observed zeros; columns: the
-    caller's column of each work position.
+    approx, error, by_lower: (n, m) approximate squared distances (inf: undefined), bounds and
+    donors by lower bound; zero: (n, B) blocks of observed zeros; columns: the caller's columns.
     """
     m = approx.shape[1]
     unfilled = 0
@@ -276,8 +276,7 @@ class _Donors:
             partial = _summarise(self.values, self.centre, layout.group_ptr, layout.block_ptr,
                                  with_centred)
         if partial.any():
-            row = int(np.argmax(partial))
-            layout.check_groups(self.values[row:row + 1], name, [row])
+            layout.check_groups(self.values[partial], name, np.flatnonzero(partial))
         self.observers = np.ascontiguousarray(self.observed.T, dtype=np.bool_)   # (G, m)
         self.norms = self.squares.sum(axis=1)
 
@@ -354,10 +353,7 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
 
 
 def compile_kernels():
-    """Compile the kernels for float32 rows or load them from numba's cache; return seconds.
-
-    About 10 s on a new machine, under 1 s from the cache; else the first imputation pays it.
-    """
+    """Compile the kernels (about 10 s) or load them from numba's cache (< 1 s); seconds."""
     started, rows = time.perf_counter(), np.float32([[0, 1, np.nan, 0], [1, 2, 3, 0]])
     for n in (1, DIRECT_MAX_ROWS + 1):      # one window, and many receivers
         nan_knn_impute(np.repeat(rows[:1], n, 0), rows, groups=[0, 1, 2, 3], blocks=[0, 0, 0, 1])
@@ -378,9 +374,10 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     (:func:`missing_groups`), with the same result; a row in which a given group is only partly
     missing raises ValueError. ``blocks`` (d,) int: the block of each feature, each group
     inside one (the body slots of :func:`coordinate_blocks`): faster for absent bodies, the
-    same result. ``chunk_size``: receivers whose distances are held at once; memory beyond
-    the inputs and output is about ``8 * m * d`` bytes for the donors and ``12 * m`` per
-    receiver of a chunk.
+    same result; found with the groups, as features zero in the same rows, where fewer than
+    ``MAX_FOUND_BLOCKS``. ``chunk_size``: receivers whose distances are held at once; memory
+    beyond the inputs and output is about ``8 * m * d`` bytes for the donors and ``12 * m``
+    per receiver of a chunk.
 
     Returns the imputed rows, float32 for float16/float32 receivers and float64 for float64
     (the work then in float64), NaN only where no donor observes the feature; with
@@ -392,11 +389,14 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     n_neighbors = check_int('n_neighbors', n_neighbors)
     chunk_size = check_int('chunk_size', chunk_size)
     if groups is None:
-        missing = np.isnan(donors) if same else np.isnan(np.concatenate([receivers, donors]))
-        groups = missing_groups(missing)
+        rows = donors if same else np.concatenate([receivers, donors])
+        if blocks is None:              # features observed zero in the same rows (absent bodies)
+            blocks = missing_groups(rows == 0)
+            blocks = blocks if blocks.max() < MAX_FOUND_BLOCKS else None
+        groups = missing_groups(np.isnan(rows))
         if blocks is not None:          # a pattern shared by two blocks: a group in each
             blocks = check_ints('blocks', blocks, receivers.shape[1:])
-            groups = np.unique(np.stack([groups, blocks]), axis=1, return_inverse=True)[1]
+            groups = groups * (blocks.max() + 1) + blocks
     layout = _Layout(groups, blocks, receivers.shape[1])
     check_not_infinite('donors', donors, range(len(donors)))
     dtype = np.float64 if np.float64 in (receivers.dtype, donors.dtype) else np.float32
