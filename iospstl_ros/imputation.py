@@ -327,7 +327,6 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
     for start in range(0, n, step):
         stop = min(n, start + step)
         chunk = np.asarray(receivers[start:stop])
-        out[start:stop] = chunk
         if same:
             rows = donors.values[start:stop]
         else:
@@ -344,6 +343,7 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
             approx, error = _products(x, donors, symmetric)
         else:
             approx, error = _products(donors.products_of(rows), donors, False)
+        out[start:stop] = chunk     # one thread: while BLAS's threads still spin after products
         by_lower = np.argsort(approx - error, axis=1)      # numpy's sort: SIMD, no threads
         arguments = (rows, donors.values, approx, error, by_lower, zero, layout.group_ptr,
                      layout.order, donors.observers, donors.mean, layout.block_ptr,
