@@ -40,7 +40,7 @@ import numpy as np
 BANK_FORMAT, BANK_FORMAT_VERSION = 'iospstl-cluster-bank', 1
 DIRECT_MAX_ROWS = 8          # receivers up to which all distances are exact sums, on one thread
 SYMMETRIC_MAX_ROWS = 4096    # largest set imputed from itself by one symmetric product
-MAX_FOUND_BLOCKS = 16        # zero patterns up to which they become blocks when not given
+MAX_FOUND_BLOCKS = 16        # most zero patterns taken as blocks when neither hint is given
 _EPS32 = float(np.finfo(np.float32).eps) / 2      # unit roundoff of float32
 _ROWS_PER_STEP = 512                              # donor rows checked per step in from_clusters
 _FAST = {'reassoc', 'contract', 'nsz', 'arcp'}   # fastmath that keeps NaN (= missing) semantics
@@ -374,7 +374,7 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     (:func:`missing_groups`), with the same result; a row in which a given group is only partly
     missing raises ValueError. ``blocks`` (d,) int: the block of each feature, each group
     inside one (the body slots of :func:`coordinate_blocks`): faster for absent bodies, the
-    same result; found with the groups, as features zero in the same rows, where fewer than
+    same result; found with the groups, as features zero in the same rows, if at most
     ``MAX_FOUND_BLOCKS``. ``chunk_size``: receivers whose distances are held at once; memory
     beyond the inputs and output is about ``8 * m * d`` bytes for the donors and ``12 * m``
     per receiver of a chunk.
