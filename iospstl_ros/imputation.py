@@ -189,8 +189,7 @@ def _fill(i, receivers, donors, approx, error, by_lower, zero, group_ptr, column
     approx, error, by_lower: (n, m) approximate squared distances (inf: undefined), bounds and
     donors by lower bound; zero: (n, B) blocks of observed zeros; columns: the caller's columns.
     """
-    m = approx.shape[1]
-    unfilled = 0
+    m, unfilled = approx.shape[1], 0
     lower, order = approx[i] - error[i], by_lower[i]
     exact = np.full(m, -1.0)                # exact squared distances, made on demand
     found, dist = np.empty(m, np.int64), np.empty(m)
@@ -301,11 +300,12 @@ def _products(x, donors, symmetric):
     else:
         squared += observed @ y_squares.T
         squared -= 2 * (centred @ y_centred.T)
-    count = 0                                   # shared features: one product per group size
-    for size in np.unique(layout.sizes):
-        a = observed[:, layout.sizes == size]
-        count = count + np.float32(size) * (a @ a.T if symmetric else
-                                            a @ y_observed[:, layout.sizes == size].T)
+    # Shared features (exact integers): the commonest group size, then the others weighted.
+    common = layout.sizes == np.bincount(layout.sizes).argmax()
+    a, rest = observed[:, common], observed[:, ~common] * layout.sizes[~common].astype(np.float32)
+    count = np.float32(layout.sizes[common][0]) * (a @ a.T if symmetric else
+                                                   a @ y_observed[:, common].T)
+    count += rest @ y_observed[:, ~common].T
     d, undefined = len(layout.order), count == 0
     scale = np.float32(d) / np.where(undefined, np.float32(1), count)
     # Rounding of the cross term (d products), of the group sums (G), of the centring and of
