@@ -23,9 +23,9 @@ error bound that holds for any BLAS and summation order (``(d + G + 16) eps`` ti
 squared norms, G groups); per receiver and missing group, a compiled loop walks the donors by
 lower bound until none can beat the k-th smallest upper bound, and sums exactly the distances
 of those it met. So the result is scikit-learn's float64 result on the same values, on any
-CPU. With body slots as ``blocks``, a receiver's block of observed zeros (an absent body) takes
-each donor's block total, computed once, and a donor's block with nothing observed (an absent
-body in a bank) is skipped.
+CPU. With *blocks* (body slots; given, or found as features zero in the same rows), a
+receiver's block of observed zeros (an absent body) takes each donor's block total, computed
+once, and a donor's block with nothing observed (an absent body in a bank) is skipped.
 """
 
 import json
@@ -40,6 +40,7 @@ import numpy as np
 BANK_FORMAT, BANK_FORMAT_VERSION = 'iospstl-cluster-bank', 1
 DIRECT_MAX_ROWS = 8          # receivers up to which all distances are exact sums, on one thread
 SYMMETRIC_MAX_ROWS = 4096    # largest set imputed from itself by one symmetric product
+MAX_FOUND_BLOCKS = 16        # most zero patterns taken as blocks when neither hint is given
 _EPS32 = float(np.finfo(np.float32).eps) / 2      # unit roundoff of float32
 _ROWS_PER_STEP = 512                              # donor rows checked per step in from_clusters
 _FAST = {'reassoc', 'contract', 'nsz', 'arcp'}   # fastmath that keeps NaN (= missing) semantics
@@ -181,17 +182,15 @@ def _summarise(values, centre, group_ptr, block_ptr, with_centred):
 
 
 @numba.njit(cache=True)
-def _fill(i, receivers, donors, approx, error, zero, group_ptr, columns, observers, mean,
-          block_ptr, block_squares, block_counts, k, out):
+def _fill(i, receivers, donors, approx, error, by_lower, zero, group_ptr, columns, observers,
+          mean, block_ptr, block_squares, block_counts, k, out):
     """Fill receiver i's missing groups by the rule into ``out[i]``; return the values left NaN.
 
-    approx, error: (n, m) approximate squared distances (inf: undefined) and bounds; zero:
-    (n, B) blocks of observed zeros; columns: the caller's column of each work position.
+    approx, error, by_lower: (n, m) approximate squared distances (inf: undefined), bounds and
+    donors by lower bound; zero: (n, B) blocks of observed zeros; columns: the caller's columns.
     """
-    m = approx.shape[1]
-    unfilled = 0
-    lower = approx[i] - error[i]
-    order = np.argsort(lower)
+    m, unfilled = approx.shape[1], 0
+    lower, order = approx[i] - error[i], by_lower[i]
     exact = np.full(m, -1.0)                # exact squared distances, made on demand
     found, dist = np.empty(m, np.int64), np.empty(m)
     upper, weights = np.empty(k), np.empty(k)
@@ -276,8 +275,7 @@ class _Donors:
             partial = _summarise(self.values, self.centre, layout.group_ptr, layout.block_ptr,
                                  with_centred)
         if partial.any():
-            row = int(np.argmax(partial))
-            layout.check_groups(self.values[row:row + 1], name, [row])
+            layout.check_groups(self.values[partial], name, np.flatnonzero(partial))
         self.observers = np.ascontiguousarray(self.observed.T, dtype=np.bool_)   # (G, m)
         self.norms = self.squares.sum(axis=1)
 
@@ -302,11 +300,12 @@ def _products(x, donors, symmetric):
     else:
         squared += observed @ y_squares.T
         squared -= 2 * (centred @ y_centred.T)
-    count = 0                                   # shared features: one product per group size
-    for size in np.unique(layout.sizes):
-        a = observed[:, layout.sizes == size]
-        count = count + np.float32(size) * (a @ a.T if symmetric else
-                                            a @ y_observed[:, layout.sizes == size].T)
+    # Shared features (exact integers): the commonest group size, then the others weighted.
+    common = layout.sizes == np.bincount(layout.sizes).argmax()
+    a, rest = observed[:, common], observed[:, ~common] * layout.sizes[~common].astype(np.float32)
+    count = np.float32(layout.sizes[common][0]) * (a @ a.T if symmetric else
+                                                   a @ y_observed[:, common].T)
+    count += rest @ y_observed[:, ~common].T
     d, undefined = len(layout.order), count == 0
     scale = np.float32(d) / np.where(undefined, np.float32(1), count)
     # Rounding of the cross term (d products), of the group sums (G), of the centring and of
@@ -328,7 +327,6 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
     for start in range(0, n, step):
         stop = min(n, start + step)
         chunk = np.asarray(receivers[start:stop])
-        out[start:stop] = chunk
         if same:
             rows = donors.values[start:stop]
         else:
@@ -345,18 +343,17 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
             approx, error = _products(x, donors, symmetric)
         else:
             approx, error = _products(donors.products_of(rows), donors, False)
-        arguments = (rows, donors.values, approx, error, zero, layout.group_ptr, layout.order,
-                     donors.observers, donors.mean, layout.block_ptr, donors.block_squares,
-                     donors.block_counts, n_neighbors, out[start:stop])
+        out[start:stop] = chunk     # one thread: while BLAS's threads still spin after products
+        by_lower = np.argsort(approx - error, axis=1)      # numpy's sort: SIMD, no threads
+        arguments = (rows, donors.values, approx, error, by_lower, zero, layout.group_ptr,
+                     layout.order, donors.observers, donors.mean, layout.block_ptr,
+                     donors.block_squares, donors.block_counts, n_neighbors, out[start:stop])
         unfilled += int((_fill_serial if few else _fill_parallel)(arguments))
     return out, unfilled
 
 
 def compile_kernels():
-    """Compile the kernels for float32 rows or load them from numba's cache; return seconds.
-
-    About 10 s on a new machine, under 1 s from the cache; else the first imputation pays it.
-    """
+    """Compile the kernels (about 10 s) or load them from numba's cache (< 1 s); seconds."""
     started, rows = time.perf_counter(), np.float32([[0, 1, np.nan, 0], [1, 2, 3, 0]])
     for n in (1, DIRECT_MAX_ROWS + 1):      # one window, and many receivers
         nan_knn_impute(np.repeat(rows[:1], n, 0), rows, groups=[0, 1, 2, 3], blocks=[0, 0, 0, 1])
@@ -377,9 +374,10 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     (:func:`missing_groups`), with the same result; a row in which a given group is only partly
     missing raises ValueError. ``blocks`` (d,) int: the block of each feature, each group
     inside one (the body slots of :func:`coordinate_blocks`): faster for absent bodies, the
-    same result. ``chunk_size``: receivers whose distances are held at once; memory beyond
-    the inputs and output is about ``8 * m * d`` bytes for the donors and ``12 * m`` per
-    receiver of a chunk.
+    same result; found with the groups, as features zero in the same rows, if at most
+    ``MAX_FOUND_BLOCKS``. ``chunk_size``: receivers whose distances are held at once; memory
+    beyond the inputs and output is about ``8 * m * d`` bytes for the donors and ``12 * m``
+    per receiver of a chunk.
 
     Returns the imputed rows, float32 for float16/float32 receivers and float64 for float64
     (the work then in float64), NaN only where no donor observes the feature; with
@@ -391,11 +389,14 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     n_neighbors = check_int('n_neighbors', n_neighbors)
     chunk_size = check_int('chunk_size', chunk_size)
     if groups is None:
-        missing = np.isnan(donors) if same else np.isnan(np.concatenate([receivers, donors]))
-        groups = missing_groups(missing)
+        rows = donors if same else np.concatenate([receivers, donors])
+        if blocks is None:              # features observed zero in the same rows (absent bodies)
+            blocks = missing_groups(rows == 0)
+            blocks = blocks if blocks.max() < MAX_FOUND_BLOCKS else None
+        groups = missing_groups(np.isnan(rows))
         if blocks is not None:          # a pattern shared by two blocks: a group in each
             blocks = check_ints('blocks', blocks, receivers.shape[1:])
-            groups = np.unique(np.stack([groups, blocks]), axis=1, return_inverse=True)[1]
+            groups = groups * (blocks.max() + 1) + blocks
     layout = _Layout(groups, blocks, receivers.shape[1])
     check_not_infinite('donors', donors, range(len(donors)))
     dtype = np.float64 if np.float64 in (receivers.dtype, donors.dtype) else np.float32

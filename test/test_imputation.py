@@ -289,6 +289,24 @@ def test_groups_found_from_the_pattern_give_the_hinted_result():
     np.testing.assert_allclose(nan_knn_impute(windows, donors), hinted, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize('n_features', [5, 40])
+def test_blocks_found_from_scattered_zeros_match_sklearn(n_features):
+    # Exact zeros anywhere: 5 features give at most MAX_FOUND_BLOCKS zero patterns (each a
+    # block), 40 give more (no blocks). Both routes: many receivers, and a few.
+    from iospstl_ros.imputation import MAX_FOUND_BLOCKS
+    rng = np.random.default_rng(22)
+    rows = rng.normal(0, 1, (40, n_features))
+    rows[rng.random(rows.shape) < 0.3] = 0.0
+    rows[rng.random(rows.shape) < 0.15] = nan
+    rows[:4, :3] = 0.0
+    assert (len(np.unique(missing_groups(rows == 0))) <= MAX_FOUND_BLOCKS) == (n_features == 5)
+    for receivers, donors in ((rows, rows), (rows[:4], rows[4:])):
+        # Zeros make exact ties: there the rule's choice (lowest donor row), else scikit-learn.
+        expected, ambiguous = rule_impute(receivers, donors, 5)
+        expected = np.where(ambiguous, expected, sklearn_impute(receivers, donors))
+        assert_matches(nan_knn_impute(receivers, donors), expected, scale_of(rows))
+
+
 def test_memory_mapped_inputs(tmp_path):
     rng = np.random.default_rng(3)
     donors, windows = two_body_windows(rng, 40, num_frames=4)
