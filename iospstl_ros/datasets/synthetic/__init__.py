@@ -66,17 +66,17 @@ generation).
 
 from iospstl_ros.datasets.synthetic.body import forward_kinematics, make_subject, Subject
 from iospstl_ros.datasets.synthetic.scene import (
-    ACTION_SECONDS, BENCHMARKS, CAMERA_AZIMUTHS, CLASS_NAMES, generate_sequence,
-    GENERATOR_VERSION, MAX_SEQUENCE_FRAMES, MIN_SEQUENCE_FRAMES, NOISE_STD_RANGE, NUM_CAMERAS,
-    NUM_CLASSES, NUM_REPLICATIONS, NUM_SUBJECTS, realistic_scene, sample_id, sample_index,
-    sequence_rngs, SETUP_GEOMETRY, split_part, SyntheticSequence, TRAIN_CAMERAS, TRAIN_SUBJECTS,
-    TWO_PERSON_CLASSES)
+    ACTION_IDS, ACTION_SECONDS, BENCHMARKS, CAMERA_AZIMUTHS, CLASS_NAMES, generate_sequence,
+    GENERATOR_VERSION, MAX_SEQUENCE_FRAMES, MIN_SEQUENCE_FRAMES, NUM_CAMERAS, NUM_CLASSES,
+    NUM_REPLICATIONS, NUM_SUBJECTS, realistic_scene, sample_id, sample_index, sequence_rngs,
+    SETUP_GEOMETRY, split_part, SyntheticSampleName, SyntheticSequence, TRAIN_CAMERAS,
+    TRAIN_SUBJECTS, TWO_PERSON_CLASSES)
 
 __all__ = [
-    'ACTION_SECONDS', 'BENCHMARKS', 'CAMERA_AZIMUTHS', 'CLASS_NAMES', 'forward_kinematics',
-    'generate_sequence', 'GENERATOR_VERSION', 'make_subject', 'MAX_SEQUENCE_FRAMES',
-    'MIN_SEQUENCE_FRAMES', 'NOISE_STD_RANGE', 'NUM_CAMERAS', 'NUM_CLASSES', 'NUM_REPLICATIONS',
-    'NUM_SUBJECTS', 'realistic_scene', 'sample_id', 'sample_index', 'sequence_rngs',
-    'SETUP_GEOMETRY', 'split_part', 'Subject', 'SyntheticSequence', 'TRAIN_CAMERAS',
-    'TRAIN_SUBJECTS', 'TWO_PERSON_CLASSES',
+    'ACTION_IDS', 'ACTION_SECONDS', 'BENCHMARKS', 'CAMERA_AZIMUTHS', 'CLASS_NAMES',
+    'forward_kinematics', 'generate_sequence', 'GENERATOR_VERSION', 'make_subject',
+    'MAX_SEQUENCE_FRAMES', 'MIN_SEQUENCE_FRAMES', 'NUM_CAMERAS', 'NUM_CLASSES',
+    'NUM_REPLICATIONS', 'NUM_SUBJECTS', 'realistic_scene', 'sample_id', 'sample_index',
+    'sequence_rngs', 'SETUP_GEOMETRY', 'split_part', 'Subject', 'SyntheticSampleName',
+    'SyntheticSequence', 'TRAIN_CAMERAS', 'TRAIN_SUBJECTS', 'TWO_PERSON_CLASSES',
 ]
