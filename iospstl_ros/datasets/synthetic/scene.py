@@ -31,7 +31,7 @@ NUM_CAMERAS = 3
 #: Number of replications (``R001``, ``R002``).
 NUM_REPLICATIONS = 2
 #: Camera azimuth on the rig, degrees, for cameras 1, 2, 3 (NTU: -45, 0 and +45 degrees, all at
-#: one height). The performer faces camera 2 in replication 1 and camera 3 in replication 2, so
+#: one height). The performer faces camera 3 in replication 1 and camera 2 in replication 2, so
 #: camera 1 always sees a 45-degree view and cameras 2 and 3 a front or a side view, as in NTU.
 CAMERA_AZIMUTHS = (0.0, 45.0, -45.0)
 #: Cross-subject training subjects (the odd ids); the even ids form the test part.
@@ -247,7 +247,7 @@ def _animate(sample, seed, rng):
     for pose, ctx, anchor in zip(poses, contexts, anchors):
         joints = forward_kinematics(pose, ctx.subject.bone_lengths, num_frames)
         bodies.append(_place_on_floor(joints, anchor, pose))
-    # NTU: the performer faces camera 2 in one replication and camera 3 in the other.
+    # NTU: the performer faces one side camera in each replication (3 in R001, 2 in R002).
     facing = CAMERA_AZIMUTHS[1 if sample.replication == 1 else 2] + rng.uniform(-12.0, 12.0)
     facing = np.deg2rad(facing)
     position = np.array([rng.uniform(-0.4, 0.4), 0.0, rng.uniform(-0.4, 0.4)])

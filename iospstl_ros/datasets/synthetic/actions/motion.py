@@ -70,7 +70,7 @@ class _Context:
         return max(minimum, int(round(rate * self.seconds * share)))
 
     def oscillation(self, low, high, share=1.0, minimum=2):
-        """sin of ``cycles`` full periods over the phase, with a random start."""
+        """Return the sine of ``cycles`` full periods over the phase, with a random start."""
         cycles = self.cycles(low, high, share, minimum)
         return np.sin(2.0 * np.pi * cycles * self.u + self.rng.uniform(0.0, 2.0 * np.pi))
 

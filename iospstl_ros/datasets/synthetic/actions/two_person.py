@@ -17,7 +17,7 @@ _HIP = {'r': 16, 'l': 12}
 
 
 def _recoil(pose, ctx, hit, strength):
-    """The person hit (``hit`` (T,) peaks at the impact) leans and steps back."""
+    """Make the person hit (``hit`` (T,) peaks at the impact) lean and step back."""
     _add(pose, 'forward', -strength * _ease(ctx.u, (0.5, 0.8), (0.0, 1.0)) * ctx.amp)
     _add(pose, 'pelvis_pitch', -0.3 * hit)
     _add(pose, 'spine_pitch', -0.2 * hit)
