@@ -39,7 +39,7 @@ def test_export_writes_a_complete_model_directory(tiny):
     model = tiny['model']
     meta = json.loads(open(os.path.join(model, METADATA_FILE)).read())
     assert (meta['format'], meta['format_version']) == (MODEL_FORMAT, 1)
-    assert len(meta['classes']) == 17 and meta['classes'][0] == 'wave right hand'
+    assert len(meta['classes']) == 43 and meta['classes'][0] == 'drink water'
     assert meta['window_frames'] == 50 and meta['layout']['center_joint'] == CENTER_JOINT
     assert len(meta['layout']['edges']) == 24 and len(meta['layout']['joint_names']) == 25
     assert meta['preprocessing']['align_shoulders'] is True
@@ -77,7 +77,7 @@ def test_export_writes_a_complete_model_directory(tiny):
     for name, entry in meta['files'].items():
         assert entry == {'sha256': sha256(os.path.join(model, name)),
                          'bytes': os.path.getsize(os.path.join(model, name))}
-    for name, size in ((STAGE1_FILE, 32), (CLASSIFIER_FILE, 17)):
+    for name, size in ((STAGE1_FILE, 32), (CLASSIFIER_FILE, 43)):
         graph = onnx.load(os.path.join(model, name))
         assert max(o.version for o in graph.opset_import if o.domain in ('', 'ai.onnx')) >= 17
         (graph_input,) = graph.graph.input
@@ -93,7 +93,7 @@ def test_export_writes_a_complete_model_directory(tiny):
     loaded = load_model_dir(model)
     assert isinstance(loaded.bank.donors_, np.memmap) and loaded.bank.donors_.dtype == np.float16
     assert loaded.centroids.shape == (4, 32) and loaded.n_neighbors == 5
-    assert loaded.num_classes == 17 and loaded.embedding_dim == 32
+    assert loaded.num_classes == 43 and loaded.embedding_dim == 32
     assert not [f for f in os.listdir(os.path.dirname(model)) if f.startswith('.')]
 
 
@@ -115,7 +115,7 @@ def test_onnx_graphs_match_pytorch(tiny, batch):
             got = session.run(None, {'skeleton': x})[0]
             with torch.no_grad():
                 expected = module(torch.from_numpy(x)).numpy()
-            assert got.shape == expected.shape == (batch, 32 if name == STAGE1_FILE else 17)
+            assert got.shape == expected.shape == (batch, 32 if name == STAGE1_FILE else 43)
             assert np.abs(got - expected).max() <= 1e-4
 
 
@@ -210,7 +210,7 @@ BROKEN = {
                         r'centroids\.npy \(5, 32\)'),
     'class count vs classifier output': (
         lambda m: edit_metadata(m, lambda d: d['classes'].pop()),
-        r'16 class names for a classifier with 17 outputs'),
+        r'42 class names for a classifier with 43 outputs'),
     'another joint layout': (
         lambda m: edit_metadata(m, lambda d: d['layout']['edges'].pop()),
         r'layout\.edges differs from the joint layout of iospstl_ros\.layout'),
@@ -233,7 +233,7 @@ def test_loading_a_broken_model_directory_fails_with_one_clear_error(tiny, tmp_p
 def test_checksums_can_be_skipped_but_sizes_are_always_checked(tiny, tmp_path):
     model = copy_model(tiny, tmp_path)
     _flip_a_byte(model)
-    assert load_model_dir(model, verify_checksums=False).num_classes == 17
+    assert load_model_dir(model, verify_checksums=False).num_classes == 43
     (model / CLASSIFIER_FILE).write_bytes(b'x')
     with pytest.raises(ValueError, match=r'classifier\.onnx: 1 bytes'):
         load_model_dir(model, verify_checksums=False)
