@@ -37,7 +37,7 @@ def install_env(colcon_workspace):
 
 @pytest.fixture(scope='session')
 def tiny(tmp_path_factory):
-    """A tiny model trained and exported by the project's own scripts, once per session.
+    """Train and export a tiny model with the project's own scripts, once per session.
 
     A dict of paths: ``root``, ``data``, ``stage1``, ``imputed``, ``classifier``, ``model``
     (see :func:`helpers.build_tiny_model`). Tests copy ``model`` before changing it.
