@@ -20,8 +20,8 @@ step() { echo; echo "== $*"; }
 start=$(date +%s)
 
 step "1. held-out synthetic skeletons: the validation subjects of the default model's data set"
-# The same command as the default model's data (models/README.md); its 'val' part holds the
-# subjects the model never saw.
+# The first 800 of the default model's 3,440 sequences (same seed: a sequence depends only on the
+# seed and its index; models/README.md); its 'val' part holds the subjects the model never saw.
 "$venv/bin/python" -m training.synthesize --out "$out/data" --num-samples 800 --seed 0 \
   --occlusion realistic --benchmarks xsub --max-frames 150
 

@@ -14,8 +14,8 @@ step() { echo; echo "== $*"; }
 start=$(date +%s)
 data=$out/data/xsub
 
-step "1. synthetic skeletons with realistic furniture occlusion (NTU layout, 17 classes)"
-$py -m training.synthesize --out "$out/data" --num-samples 680 --occlusion realistic \
+step "1. synthetic skeletons with realistic furniture occlusion (NTU layout, 43 NTU-60 classes, 20 sequences each)"
+$py -m training.synthesize --out "$out/data" --num-samples 860 --occlusion realistic \
   --benchmarks xsub --max-frames 150 --seed 0
 $py -m training.occlusion_stats "$data" --part train --png "$out/occlusion.png" | sed -n '1,16p'
 

@@ -40,7 +40,7 @@ def test_export_writes_a_complete_model_directory(tiny):
     model = tiny['model']
     meta = json.loads(open(os.path.join(model, METADATA_FILE)).read())
     assert (meta['format'], meta['format_version']) == (MODEL_FORMAT, 1)
-    assert len(meta['classes']) == 17 and meta['classes'][0] == 'wave right hand'
+    assert len(meta['classes']) == 43 and meta['classes'][0] == 'drink water'
     assert meta['action_ids'] == list(ACTION_IDS)  # from the data set's meta.json
     assert meta['window_frames'] == 50 and meta['layout']['center_joint'] == CENTER_JOINT
     assert len(meta['layout']['edges']) == 24 and len(meta['layout']['joint_names']) == 25
@@ -79,7 +79,7 @@ def test_export_writes_a_complete_model_directory(tiny):
     for name, entry in meta['files'].items():
         assert entry == {'sha256': sha256(os.path.join(model, name)),
                          'bytes': os.path.getsize(os.path.join(model, name))}
-    for name, size in ((STAGE1_FILE, 32), (CLASSIFIER_FILE, 17)):
+    for name, size in ((STAGE1_FILE, 32), (CLASSIFIER_FILE, 43)):
         graph = onnx.load(os.path.join(model, name))
         assert max(o.version for o in graph.opset_import if o.domain in ('', 'ai.onnx')) >= 17
         (graph_input,) = graph.graph.input
@@ -95,7 +95,7 @@ def test_export_writes_a_complete_model_directory(tiny):
     loaded = load_model_dir(model)
     assert isinstance(loaded.bank.donors_, np.memmap) and loaded.bank.donors_.dtype == np.float16
     assert loaded.centroids.shape == (4, 32) and loaded.n_neighbors == 5
-    assert loaded.num_classes == 17 and loaded.embedding_dim == 32
+    assert loaded.num_classes == 43 and loaded.embedding_dim == 32
     assert not [f for f in os.listdir(os.path.dirname(model)) if f.startswith('.')]
 
 
@@ -117,7 +117,7 @@ def test_onnx_graphs_match_pytorch(tiny, batch):
             got = session.run(None, {'skeleton': x})[0]
             with torch.no_grad():
                 expected = module(torch.from_numpy(x)).numpy()
-            assert got.shape == expected.shape == (batch, 32 if name == STAGE1_FILE else 17)
+            assert got.shape == expected.shape == (batch, 32 if name == STAGE1_FILE else 43)
             assert np.abs(got - expected).max() <= 1e-4
 
 
@@ -160,9 +160,9 @@ def test_export_refuses_a_stage1_encoder_that_did_not_make_the_bank(tiny, tmp_pa
 @pytest.mark.slow
 def test_an_unchanged_copy_loads(tiny, tmp_path):
     model = load_model_dir(copy_model(tiny, tmp_path))
-    assert model.classes[-1] == 'hug'
+    assert model.classes[-1] == 'walking apart from each other'
     assert model.checksums[CLASSIFIER_FILE] == sha256(tmp_path / 'model' / CLASSIFIER_FILE)
-    assert model.action_ids == ACTION_IDS and model.action_ids[-1] == 55  # hugging other person
+    assert model.action_ids == ACTION_IDS and model.action_ids[-1] == 60  # walking apart
     # a directory exported before action ids existed: classes are matched by name only
     edit_metadata(tmp_path / 'model', lambda d: d.pop('action_ids'))
     assert load_model_dir(tmp_path / 'model').action_ids is None
@@ -172,11 +172,11 @@ def test_action_ids_come_from_the_classifier_else_from_matching_data_set_classes
     classes = list(CLASS_NAMES)
     meta = {'classes': classes, 'action_ids': list(ACTION_IDS)}
     assert class_action_ids({}, meta, classes) == ACTION_IDS
-    own = [0] * 16 + [55]
+    own = [0] * (len(classes) - 1) + [55]
     assert class_action_ids({'action_ids': own}, meta, classes) == tuple(own)
     assert class_action_ids({}, dict(meta, classes=classes[::-1]), classes) is None
     assert class_action_ids({}, {'classes': classes}, classes) is None
-    with pytest.raises(ValueError, match=r'NTU action ids of the classes: expected 17 NTU '
+    with pytest.raises(ValueError, match=r'NTU action ids of the classes: expected 43 NTU '
                        r'action ids \(one per class\), got 2'):
         class_action_ids({'action_ids': [1, 2]}, meta, classes)
 
@@ -229,7 +229,7 @@ BROKEN = {
                         r'centroids\.npy \(5, 32\)'),
     'class count vs classifier output': (
         lambda m: edit_metadata(m, lambda d: d['classes'].pop()),
-        r'16 class names for a classifier with 17 outputs'),
+        r'42 class names for a classifier with 43 outputs'),
     'another joint layout': (
         lambda m: edit_metadata(m, lambda d: d['layout']['edges'].pop()),
         r'layout\.edges differs from the joint layout of iospstl_ros\.layout'),
@@ -237,7 +237,7 @@ BROKEN = {
                     r"missing key 'imputation\.n_neighbors'"),
     'action ids of another class count': (
         lambda m: edit_metadata(m, lambda d: d['action_ids'].pop()),
-        r'"action_ids": expected 17 NTU action ids \(one per class\), got 16'),
+        r'"action_ids": expected 43 NTU action ids \(one per class\), got 42'),
     'action id out of range': (
         lambda m: edit_metadata(m, lambda d: d['action_ids'].__setitem__(3, 121)),
         r'"action_ids": action id of class 3: expected an int in 1\.\.120 \(or 0 = no NTU '
@@ -263,7 +263,7 @@ def test_loading_a_broken_model_directory_fails_with_one_clear_error(tiny, tmp_p
 def test_checksums_can_be_skipped_but_sizes_are_always_checked(tiny, tmp_path):
     model = copy_model(tiny, tmp_path)
     _flip_a_byte(model)
-    assert load_model_dir(model, verify_checksums=False).num_classes == 17
+    assert load_model_dir(model, verify_checksums=False).num_classes == 43
     (model / CLASSIFIER_FILE).write_bytes(b'x')
     with pytest.raises(ValueError, match=r'classifier\.onnx: 1 bytes'):
         load_model_dir(model, verify_checksums=False)

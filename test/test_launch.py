@@ -330,7 +330,7 @@ def test_ros2_launch_with_every_argument_serves_labels_and_one_sigint_ends_it(
         assert launch.interrupt() == 0
         assert not psutil.wait_procs([node], timeout=10)[1] and launch.session_processes() == []
         output = launch.output()
-    assert f'model {model} (17 classes) loaded' in output, output
+    assert f'model {model} (43 classes) loaded' in output, output
     assert 'active: /cam1/skeletons -> /cam1/action_labels' in output, output
     assert re.search(r'\[INFO\] \[iospstl_node-1\]: process has finished cleanly', output), output
     assert 'Traceback' not in output and '[ERROR]' not in output, output

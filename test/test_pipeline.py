@@ -78,7 +78,7 @@ def test_results_are_complete_and_consistent(tiny, pipeline):
         assert all(t >= 0 for t in result.timings_ms.values())
     everything = Pipeline(pipeline.model, backend='cpu', top_k=100).run(windows[:2])
     for result in everything:
-        assert len(result.top_k) == 17
+        assert len(result.top_k) == 43
         assert sum(p for _, p in result.top_k) == pytest.approx(1.0, abs=1e-9)
 
 
@@ -174,13 +174,13 @@ class RecordingRunner:
 @pytest.mark.slow
 def test_an_empty_second_slot_runs_as_one_body_with_the_same_results(tiny, pipeline):
     assert pipeline.single_body == {'stage1_encoder': True, 'classifier': True}
-    both = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=17, skip_empty_slot=False)
+    both = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=43, skip_empty_slot=False)
     assert both.single_body == {'stage1_encoder': False, 'classifier': False}
     windows = raw_windows(tiny, 30)
     pairs = [i for i, (_, _, present) in enumerate(windows) if present[:, 1].any()]
     assert 0 < len(pairs) < 30                       # a mix of one- and two-body windows
     windows[0] = one_body(windows[0])                # and one given with M = 1
-    quick = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=17)
+    quick = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=43)
     runners = quick._stage1, quick._classifier
     quick._stage1, quick._classifier = map(RecordingRunner, runners)
     quick._empty = {quick._stage1: quick._empty[runners[0]],
@@ -206,12 +206,12 @@ def test_a_graph_with_two_fixed_slots_still_serves(tiny, tmp_path):
     classifier, _ = load_classifier(tiny['classifier'])
     export_onnx(classifier, str(tmp_path / 'fixed.onnx'), 'logits', dynamic_bodies=False)
     rewrite_file(model, CLASSIFIER_FILE, data=(tmp_path / 'fixed.onnx').read_bytes())
-    old = Pipeline(str(model), backend='cpu', threads=1, top_k=17)
+    old = Pipeline(str(model), backend='cpu', threads=1, top_k=43)
     assert old.single_body == {'stage1_encoder': True, 'classifier': False}
     with pytest.raises(ValueError, match=r'expected float32 of shape \(N >= 1, 3, 50, 25, '
                                          r'2\), got \(1, 3, 50, 25, 1\)'):
         old._classifier.run(np.zeros((1, 3, 50, 25, 1), np.float32))
-    new = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=17)
+    new = Pipeline(tiny['model'], backend='cpu', threads=1, top_k=43)
     windows = raw_windows(tiny, 8)
     for a, b in zip(old.run(windows), new.run(windows)):
         assert a.cluster == b.cluster and a.label == b.label
@@ -287,10 +287,10 @@ def test_classifier_output_must_match_the_class_list(tiny, tmp_path):
     meta = json.loads((model / METADATA_FILE).read_text())
     meta['classes'].pop()
     meta['action_ids'].pop()
-    meta['models']['classifier']['num_classes'] = 16
+    meta['models']['classifier']['num_classes'] = 42
     (model / METADATA_FILE).write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r'classifier\.onnx: output shape \(\'batch\', 17\), but '
-                                         'metadata.json gives the class count as 16'):
+    with pytest.raises(ValueError, match=r'classifier\.onnx: output shape \(\'batch\', 43\), but '
+                                         'metadata.json gives the class count as 42'):
         Pipeline(str(model), backend='cpu')
 
 

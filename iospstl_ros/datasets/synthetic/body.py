@@ -1,6 +1,7 @@
 """Synthetic people: the NTU-25 bone tree, per-subject bodies and forward kinematics."""
 
 from dataclasses import dataclass
+import functools
 
 from iospstl_ros.layout import NUM_JOINTS
 from iospstl_ros.validation import check_int
@@ -52,6 +53,20 @@ def _rest_skeleton():
 _REST_DIRECTIONS, _REST_LENGTHS = _rest_skeleton()
 
 
+#: Stature, metres, of the rest skeleton (bone lengths at height scale 1).
+REST_STATURE = 1.72
+#: Adult stature, metres: mean and standard deviation for men and women (NHANES 2015-2018,
+#: Fryar et al. 2021; see docs/data.md).
+ADULT_STATURE = {'m': (1.753, 0.075), 'f': (1.613, 0.070)}
+#: Share of the synthetic subjects who are children (NTU's performers are aged 10 to 35).
+CHILD_SHARE = 0.1
+#: Stature range of the children, metres (CDC growth charts: median at 10 years about 1.38 m,
+#: at 14 years about 1.60 to 1.64 m).
+CHILD_STATURE = (1.38, 1.60)
+#: Children's head and neck bones relative to an adult's of the same stature.
+CHILD_HEAD_SCALE = 1.1
+
+
 @dataclass(frozen=True)
 class Subject:
     """Body and movement style of one performer.
@@ -62,6 +77,10 @@ class Subject:
         1-based id.
     bone_lengths : ndarray of shape (25,), float64
         Length, metres, of the bone from each joint's parent to the joint (0 for the root).
+    stature : float
+        Standing height, metres (``bone_lengths`` are the rest skeleton's scaled to it).
+    child : bool
+        A child (aged 10 to 14): shorter, with a relatively larger head.
     speed, amplitude, tempo : float
         Multipliers of the action speed, the joint-angle amplitudes and oscillation rates.
     hand : {'r', 'l'}
@@ -74,6 +93,8 @@ class Subject:
 
     subject: int
     bone_lengths: np.ndarray
+    stature: float
+    child: bool
     speed: float
     amplitude: float
     tempo: float
@@ -88,6 +109,12 @@ class Subject:
 def make_subject(seed, subject):
     """Draw the body and style of a subject (the same for every sequence of a seed).
 
+    A subject is a child with probability :data:`CHILD_SHARE` (stature uniform in
+    :data:`CHILD_STATURE`, head and neck :data:`CHILD_HEAD_SCALE` times longer), otherwise a man
+    or a woman with equal probability and a normal stature from :data:`ADULT_STATURE` (clipped
+    to 2.5 standard deviations; women's shoulders 5 % narrower, hips 3 % wider). Every bone
+    group then gets its own length jitter of about 4 %.
+
     Parameters
     ----------
     seed : int
@@ -100,13 +127,32 @@ def make_subject(seed, subject):
     """
     check_int('seed', seed, low=0)
     check_int('subject', subject, low=0)
+    return _make_subject(int(seed), int(subject))
+
+
+@functools.lru_cache(maxsize=256)
+def _make_subject(seed, subject):
+    """:func:`make_subject` for validated ints; cached (every sequence draws its subjects)."""
     sequence = np.random.SeedSequence([int(seed), int(subject)], spawn_key=(_SUBJECT_STREAM,))
     rng = np.random.default_rng(sequence)
-    lengths = _REST_LENGTHS * rng.uniform(0.88, 1.10)
+    child = bool(rng.random() < CHILD_SHARE)
+    lengths = _REST_LENGTHS.copy()
+    if child:
+        stature = rng.uniform(*CHILD_STATURE)
+        lengths[[2, 3]] *= CHILD_HEAD_SCALE
+    else:
+        sex = 'm' if rng.random() < 0.5 else 'f'
+        mean, std = ADULT_STATURE[sex]
+        stature = mean + std * np.clip(rng.normal(), -2.5, 2.5)
+        if sex == 'f':
+            lengths[[4, 8]] *= 0.95
+            lengths[[12, 16]] *= 1.03
+    lengths *= stature / REST_STATURE
     for group in _BONE_GROUPS:
         lengths[list(group)] *= 1.0 + np.clip(rng.normal(0.0, 0.04), -0.1, 0.1)
     return Subject(
-        subject=int(subject), bone_lengths=lengths, speed=rng.uniform(0.8, 1.25),
+        subject=int(subject), bone_lengths=lengths, stature=float(stature), child=child,
+        speed=rng.uniform(0.8, 1.25) * (1.1 if child else 1.0),
         amplitude=rng.uniform(0.8, 1.1), tempo=rng.uniform(0.85, 1.2),
         hand='r' if rng.random() < 0.85 else 'l', arm_rest=rng.uniform(0.05, 0.2),
         elbow_rest=rng.uniform(0.05, 0.35), posture=rng.uniform(-0.04, 0.12),

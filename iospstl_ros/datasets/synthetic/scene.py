@@ -1,39 +1,38 @@
 """Samples, splits and scenes: which action, subject and camera a sample has, and its animation."""
 
 from dataclasses import dataclass
+import math
 
 from iospstl_ros.datasets.occlusion import apply_occlusion, OCCLUSION_MODES, realistic_occlusion
-from iospstl_ros.datasets.splits import parse_sample_name, SampleName
-from iospstl_ros.datasets.synthetic.actions import (
-    _base_pose, _Context, _PAIR_ACTIONS, _SINGLE_ACTIONS)
+from iospstl_ros.datasets.splits import ACTION_NAMES, parse_sample_name, SampleName
+from iospstl_ros.datasets.synthetic.actions import _base_pose, _Context, ANIMATIONS
 from iospstl_ros.datasets.synthetic.body import _place_on_floor, forward_kinematics, make_subject
+from iospstl_ros.datasets.synthetic.kinect import (
+    add_spurious_body, infer_joints, tracker_noise)
 from iospstl_ros.layout import FRAME_RATE, MAX_BODIES, NUM_JOINTS
 from iospstl_ros.validation import check_int
 import numpy as np
 
 #: Version of the generator; bump when the output for a given seed changes.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
-#: Action classes; label = index, NTU-style action number = index + 1.
-CLASS_NAMES = (
-    'wave right hand', 'wave left hand', 'clap', 'drink water', 'pick up', 'sit down',
-    'stand up', 'kick', 'march in place', 'jump', 'squat', 'side step', 'raise both arms',
-    'punch', 'handshake', 'push', 'hug',
-)
-#: NTU RGB+D action number (1..120) of each class, in label order; 0 where NTU has no such
-#: action. Provisional best matches for these 17 classes (the punch is thrown at nobody).
-ACTION_IDS = (23, 0, 10, 1, 6, 8, 9, 24, 0, 27, 80, 0, 95, 50, 58, 52, 55)
+#: NTU action number of each class, in label order (label = index).
+ACTION_IDS = tuple(sorted(ANIMATIONS))
+#: Action classes, NTU RGB+D's official names (:data:`iospstl_ros.datasets.splits.ACTION_NAMES`).
+CLASS_NAMES = tuple(ACTION_NAMES[i - 1] for i in ACTION_IDS)
 #: Number of action classes.
 NUM_CLASSES = len(CLASS_NAMES)
-#: Labels (0-based) of the two-person interactions.
-TWO_PERSON_CLASSES = (14, 15, 16)
+#: Labels (0-based) of the two-person interactions (NTU A050 to A060).
+TWO_PERSON_CLASSES = tuple(label for label, action in enumerate(ACTION_IDS) if action >= 50)
 #: Number of subjects (performers ``P001`` to ``P020``).
 NUM_SUBJECTS = 20
 #: Number of cameras (``C001`` to ``C003``).
 NUM_CAMERAS = 3
 #: Number of replications (``R001``, ``R002``).
 NUM_REPLICATIONS = 2
-#: Camera azimuth around the subject, degrees, for cameras 1, 2, 3 (0 = in front).
+#: Camera azimuth on the rig, degrees, for cameras 1, 2, 3 (NTU: -45, 0 and +45 degrees, all at
+#: one height). The performer faces camera 3 in replication 1 and camera 2 in replication 2, so
+#: camera 1 always sees a 45-degree view and cameras 2 and 3 a front or a side view, as in NTU.
 CAMERA_AZIMUTHS = (0.0, 45.0, -45.0)
 #: Cross-subject training subjects (the odd ids); the even ids form the test part.
 TRAIN_SUBJECTS = tuple(range(1, NUM_SUBJECTS + 1, 2))
@@ -44,13 +43,27 @@ BENCHMARKS = ('xsub', 'xview')
 #: Shortest and longest sequence, frames.
 MIN_SEQUENCE_FRAMES = 40
 MAX_SEQUENCE_FRAMES = 150
-#: Range of the per-sequence sensor noise standard deviation, metres.
-NOISE_STD_RANGE = (0.005, 0.010)
-#: Camera height above the floor and distance to the subject, metres, per setup (cycled).
+#: Camera height above the floor and distance to the performer's spot, metres, per setup
+#: (cycled over the setup number).
 SETUP_GEOMETRY = ((1.00, 3.0), (0.85, 2.5), (1.15, 3.4), (0.90, 2.7), (1.10, 3.2), (0.95, 2.4))
 #: Nominal action length, seconds, per class (scaled by the subject's speed).
-ACTION_SECONDS = (2.6, 2.6, 2.6, 3.0, 3.2, 2.8, 2.6, 2.4, 3.6, 2.4, 3.4, 3.6, 3.0, 2.4, 3.2,
-                  2.8, 4.0)
+ACTION_SECONDS = tuple(ANIMATIONS[action][1] for action in ACTION_IDS)
+
+# Sample index -> (action, camera, subject) is (i mod C, i mod 3, i mod 20): every block of
+# C * 60 indices holds each triple once only if C is coprime with 3 and 20.
+if math.gcd(NUM_CLASSES, NUM_CAMERAS * NUM_SUBJECTS) != 1:
+    raise ImportError(f'{NUM_CLASSES} classes: the class count must be coprime with '
+                      f'{NUM_CAMERAS * NUM_SUBJECTS} for balanced sample ids')
+_LABELS = {action: label for label, action in enumerate(ACTION_IDS)}
+
+
+class SyntheticSampleName(SampleName):
+    """An NTU sample name whose ``label`` is the synthetic class of its action number."""
+
+    @property
+    def label(self):
+        """0-based synthetic class: the index of ``action`` in :data:`ACTION_IDS`."""
+        return _LABELS[self.action]
 
 
 @dataclass
@@ -85,17 +98,18 @@ def sample_id(index):
 
     Returns
     -------
-    sample : iospstl_ros.datasets.splits.SampleName
-        ``str(sample)`` is the NTU-style name, ``sample.label`` the class.
+    sample : SyntheticSampleName
+        ``str(sample)`` is the NTU-style name (``Aaaa`` the NTU action number),
+        ``sample.label`` the class.
     """
     check_int('index', index, low=0)
     index = int(index)
     block = NUM_CLASSES * NUM_CAMERAS * NUM_SUBJECTS
-    return SampleName(setup=index // (block * NUM_REPLICATIONS) + 1,
-                      camera=index % NUM_CAMERAS + 1,
-                      performer=index % NUM_SUBJECTS + 1,
-                      replication=index // block % NUM_REPLICATIONS + 1,
-                      action=index % NUM_CLASSES + 1)
+    return SyntheticSampleName(setup=index // (block * NUM_REPLICATIONS) + 1,
+                               camera=index % NUM_CAMERAS + 1,
+                               performer=index % NUM_SUBJECTS + 1,
+                               replication=index // block % NUM_REPLICATIONS + 1,
+                               action=ACTION_IDS[index % NUM_CLASSES])
 
 
 def sample_index(name):
@@ -114,19 +128,21 @@ def sample_index(name):
     ------
     ValueError
         If the name is malformed or outside the synthetic benchmark's cameras, subjects,
-        replications or classes.
+        replications or actions.
     """
     sample = parse_sample_name(name)
     limits = (('camera', sample.camera, NUM_CAMERAS), ('performer', sample.performer,
-              NUM_SUBJECTS), ('replication', sample.replication, NUM_REPLICATIONS),
-              ('action', sample.action, NUM_CLASSES))
+              NUM_SUBJECTS), ('replication', sample.replication, NUM_REPLICATIONS))
     for what, value, limit in limits:
         if value > limit:
             raise ValueError(f'{name}: expected a synthetic sample with {what} <= {limit}, '
                              f'got {value}')
+    if sample.action not in _LABELS:
+        raise ValueError(f'{name}: expected a synthetic sample with an action of ACTION_IDS '
+                         f'({NUM_CLASSES} NTU actions), got {sample.action}')
     block = NUM_CLASSES * NUM_CAMERAS * NUM_SUBJECTS
     offsets = np.arange(block)
-    offset = offsets[(offsets % NUM_CLASSES == sample.action - 1)
+    offset = offsets[(offsets % NUM_CLASSES == _LABELS[sample.action])
                      & (offsets % NUM_CAMERAS == sample.camera - 1)
                      & (offsets % NUM_SUBJECTS == sample.performer - 1)]
     blocks = (sample.setup - 1) * NUM_REPLICATIONS + sample.replication - 1
@@ -204,8 +220,9 @@ def _camera_frame(sample, rng):
 
 
 def _animate(sample, seed, rng):
-    """Camera-space joints (3, T, 25, 2) and presence (T, 2) of one sample."""
+    """Camera-space joints (3, T, 25, 2), presence (T, 2) and Kinect-inferred joints (T, 25, 2)."""
     label = sample.label
+    animate, _ = ANIMATIONS[sample.action]
     pair = label in TWO_PERSON_CLASSES
     subjects = [make_subject(seed, sample.performer)]
     if pair:
@@ -223,19 +240,20 @@ def _animate(sample, seed, rng):
                 for subject in subjects]
     poses = [_base_pose(ctx) for ctx in contexts]
     if pair:
-        anchors, contacts, contact_phase = _PAIR_ACTIONS[label - len(_SINGLE_ACTIONS)](
-            poses, contexts)
+        anchors, contacts, contact_phase = animate(poses, contexts)
     else:
-        anchors = (_SINGLE_ACTIONS[label](poses[0], contexts[0]),)
+        anchors = (animate(poses[0], contexts[0]),)
     bodies = []
     for pose, ctx, anchor in zip(poses, contexts, anchors):
         joints = forward_kinematics(pose, ctx.subject.bone_lengths, num_frames)
         bodies.append(_place_on_floor(joints, anchor, pose))
-    facing = np.deg2rad(rng.uniform(-12.0, 12.0) + (10.0 if sample.replication == 1 else -10.0))
-    position = np.array([rng.uniform(-0.3, 0.3), 0.0, rng.uniform(-0.3, 0.3)])
+    # NTU: the performer faces one side camera in each replication (3 in R001, 2 in R002).
+    facing = CAMERA_AZIMUTHS[1 if sample.replication == 1 else 2] + rng.uniform(-12.0, 12.0)
+    facing = np.deg2rad(facing)
+    position = np.array([rng.uniform(-0.4, 0.4), 0.0, rng.uniform(-0.4, 0.4)])
     if pair:
-        # The first person faces the second across the camera's line of sight (profile view
-        # from camera 1); the second is placed so that the contact points meet.
+        # The two face each other across the line of sight of the camera the performer faces;
+        # the second is placed so that the contact points meet.
         frame = int(np.argmin(np.abs(u - contact_phase)))
         a = _contact_point(bodies[0], contacts[0], frame)
         b = _contact_point(bodies[1], contacts[1], frame)
@@ -252,13 +270,18 @@ def _animate(sample, seed, rng):
     centre, axes = _camera_frame(sample, rng)
     xyz = np.zeros((3, num_frames, NUM_JOINTS, MAX_BODIES))
     present = np.zeros((num_frames, MAX_BODIES), dtype=bool)
-    noise = rng.uniform(*NOISE_STD_RANGE)
+    inferred = np.zeros((num_frames, NUM_JOINTS, MAX_BODIES), dtype=bool)
+    noise_scale = rng.uniform(0.8, 1.25)
     for body, joints in enumerate(scene):
         camera = (joints - centre) @ axes.T                              # (T, 25, 3)
-        camera = camera + rng.normal(0.0, noise, size=camera.shape)
+        camera, inferred[:, :, body] = infer_joints(camera, rng)
+        camera = camera + tracker_noise(camera, noise_scale, rng)
         xyz[:, :, :, body] = np.moveaxis(camera, -1, 0)
         present[:, body] = True
-    return xyz, present
+    if not pair:
+        add_spurious_body(xyz, present, inferred, make_subject(seed, sample.performer % 20 + 1),
+                          rng)
+    return xyz, present, inferred
 
 
 def generate_sequence(seed, index, occlusion='realistic'):
@@ -283,10 +306,12 @@ def generate_sequence(seed, index, occlusion='realistic'):
         raise ValueError(f'expected occlusion in {OCCLUSION_MODES}, got {occlusion!r}')
     sample = sample_id(index)
     motion_rng, occlusion_rng = sequence_rngs(seed, index)
-    xyz, present = _animate(sample, int(seed), motion_rng)
+    xyz, present, inferred = _animate(sample, int(seed), motion_rng)
     xyz = xyz.astype(np.float32)
-    occluded = apply_occlusion(xyz, np.zeros(xyz.shape[1:], dtype=bool), present, occlusion,
-                               occlusion_rng)
+    # Kinect's inferred joints are flagged like real files read with OCCLUDED_STATES, except in
+    # 'none' (the clean reference: positions as the tracker gave them, no flags).
+    tracked = inferred if occlusion != 'none' else np.zeros_like(inferred)
+    occluded = apply_occlusion(xyz, tracked, present, occlusion, occlusion_rng)
     return SyntheticSequence(str(sample), sample.label, xyz, occluded, present)
 
 
@@ -302,7 +327,8 @@ def realistic_scene(seed, index):
     """
     sample = sample_id(index)
     motion_rng, occlusion_rng = sequence_rngs(seed, index)
-    xyz, present = _animate(sample, int(seed), motion_rng)
+    xyz, present, inferred = _animate(sample, int(seed), motion_rng)
     xyz = xyz.astype(np.float32)
     occluded, scene = realistic_occlusion(xyz, present, occlusion_rng)
+    occluded |= inferred
     return SyntheticSequence(str(sample), sample.label, xyz, occluded, present), scene
