@@ -480,9 +480,9 @@ def test_eval_of_ntu_recordings_matches_the_model_classes_by_action_id(tiny, rec
     scores = summary['scores']
     assert scores['sequences'] == 3 and scores['sequences_without_label'] == 0
     assert [(r['sequence'], r['class_index'], r['windows']) for r in scores['sequence_results']] \
-        == [('S001C001P001R001A010', CLASS_NAMES.index('clap'), 2),
-            ('S001C001P002R001A023', CLASS_NAMES.index('wave right hand'), 2),
-            ('S001C002P001R001A058', CLASS_NAMES.index('handshake'), 4)]
+        == [('S001C001P001R001A010', CLASS_NAMES.index('clapping'), 2),
+            ('S001C001P002R001A023', CLASS_NAMES.index('hand waving'), 2),
+            ('S001C002P001R001A058', CLASS_NAMES.index('handshaking'), 4)]
     # 50 frames: a window at the 40th and the 50th frame of every body
     assert scores['matched'] == 8 and scores['unmatched'] == 2
     labels = {}
@@ -508,31 +508,38 @@ def test_eval_of_ntu_recordings_matches_the_model_classes_by_action_id(tiny, rec
         'matched no ground truth)' in printed
     matrix = np.array(summary['confusion']['sequence'])
     assert format_confusion(matrix, CLASS_NAMES, ACTION_IDS_OF_THE_MODEL) in printed
-    for name, code in (('clap', 'A010'), ('wave right hand', 'A023'), ('handshake', 'A058')):
+    for name, code in (('clapping', 'A010'), ('hand waving', 'A023'),
+                       ('handshaking', 'A058')):
         assert f'\n{CLASS_NAMES.index(name):>3} {code} {name}' in printed
     assert matrix.sum() == 3 and matrix.trace() == scores['sequence_correct']
-    assert summary['confusion']['action_ids'][CLASS_NAMES.index('handshake')] == 58
+    assert summary['confusion']['action_ids'][CLASS_NAMES.index('handshaking')] == 58
     assert (out / 'sequence_confusion.png').read_bytes()[:4] == b'\x89PNG'
     assert not [name for name in os.listdir(out) if name.startswith('.')]  # the bag is gone
 
 
 def test_a_model_without_action_ids_matches_by_name_only(tiny, recordings, tmp_path, capsys):
+    # the model calls A010 'clap' (not NTU's 'clapping'): without ids only A023 matches, by name
     model = tmp_path / 'model'
     shutil.copytree(tiny['model'], model)
     meta = json.loads((model / METADATA_FILE).read_text())
-    del meta['action_ids']
+    meta['classes'][CLASS_NAMES.index('clapping')] = 'clap'
+    ids = meta.pop('action_ids')
     (model / METADATA_FILE).write_text(json.dumps(meta))
     out = tmp_path / 'report'
     run_tool('eval', '--skeleton-dir', recordings, '--limit', '2', '--model', model, *PARAMS,
              '--out', out, '--no-progress', '--no-plots')
     printed = capsys.readouterr().out
     assert 'note: the model has no NTU action ids' in printed
-    assert 'ground truth: 2 sequences, 0 of classes the model knows' in printed
-    assert 'A010 clapping (1), A023 hand waving (1)' in printed
-    summary = json.loads((out / 'summary.json').read_text())
-    scores = summary['scores']
-    assert scores['sequences'] == 0 and scores['sequence_accuracy'] is None
-    assert printed.count('windows  not scored') == 2 and '(empty)' in printed
+    assert 'ground truth: 2 sequences, 1 of classes the model knows (bodies matched by NTU ' \
+        'action id 0, by name 1, by class index 0), 1 left out' in printed
+    assert 'not scored: A010 clapping (1)' in printed
+    assert json.loads((out / 'summary.json').read_text())['scores']['sequences'] == 1
+    # with the ids back, the renamed class is found by its id
+    (model / METADATA_FILE).write_text(json.dumps(dict(meta, action_ids=ids)))
+    run_tool('eval', '--skeleton-dir', recordings, '--limit', '2', '--model', model, *PARAMS,
+             '--out', tmp_path / 'again', '--no-progress', '--no-plots')
+    assert 'ground truth: 2 sequences, 2 of classes the model knows (bodies matched by NTU ' \
+        'action id 2, by name 0, by class index 0), 0 left out' in capsys.readouterr().out
 
 
 def test_eval_needs_one_source(tmp_path, capsys):
