@@ -1,1 +1,1 @@
-"""rosbag2 tooling (``iospstl_bag``): bag IO, convert, replay, evaluation and live runs."""
+"""rosbag2 tooling (``iospstl_bag``): bag IO, convert, replay, evaluate, live, cli."""

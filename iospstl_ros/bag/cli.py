@@ -31,13 +31,13 @@ import tempfile
 import time
 
 from iospstl_ros.axes import AXES
+from iospstl_ros.bag.convert import sequences_from_skeleton_dir, sequences_from_split
 from iospstl_ros.bag.evaluate import (
     align_truth, compare_predictions, format_confusion, latency_summary, match_predictions,
     read_truth_csv, score, SCORED_LEVELS, sequence_labels, SEQUENCE_RULES)
 from iospstl_ros.bag.rosbag import (
     BagReader, DEFAULT_AXES, DEFAULT_FRAME_ID, DEFAULT_RATE, DEFAULT_START_TIME_NS,
-    GROUND_TRUTH_TOPIC, sequences_from_skeleton_dir, sequences_from_split, SKELETONS_TOPIC,
-    STORAGES, write_bag)
+    GROUND_TRUTH_TOPIC, SKELETONS_TOPIC, STORAGES, write_bag)
 from iospstl_ros.model_dir import load_model_dir
 from iospstl_ros.plots import plot_confusion, plot_histogram
 from iospstl_ros.tracking import TrackerConfig
