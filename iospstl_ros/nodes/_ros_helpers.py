@@ -8,6 +8,9 @@ import json
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from iospstl_ros.cloud import encode_skeletons
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2, PointField
 
@@ -98,3 +101,34 @@ def labels_message(header, labels, end_to_end_ms):
 def status_values(status):
     """Return the values of a DiagnosticStatus as {key: value}."""
     return {kv.key: kv.value for kv in status.values}
+
+
+def run_node(name, make_node, start=None, args=None):
+    """Run a node until shutdown; return the process exit status.
+
+    ``make_node()`` builds the node; a bad parameter (``ParameterException``, or ``ValueError``
+    from the node's own checks) is one error line ``bad parameter: ...`` and status 1.
+    ``start(node)``, if given, runs before spinning; False ends the process with status 1.
+    Ctrl-C and an external shutdown end it with status 0.
+    """
+    rclpy.init(args=args)
+    node, status = None, 0
+    try:
+        try:
+            node = make_node()
+        except (ParameterException, ValueError) as error:  # a choice, a range or a type
+            rclpy.logging.get_logger(name).error(f'bad parameter: {error}')
+            status = 1
+        else:
+            if start is None or start(node):
+                rclpy.spin(node)
+            else:
+                status = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return status

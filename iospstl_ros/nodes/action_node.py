@@ -38,16 +38,13 @@ from iospstl_ros.cloud import CloudError, decode_skeletons
 from iospstl_ros.layout import CENTER_JOINT
 from iospstl_ros.model_dir import default_model_dir
 from iospstl_ros.nodes._ros_helpers import (
-    declare, input_qos, labels_message, skeleton_cloud, stamp_to_ns)
+    declare, input_qos, labels_message, run_node, skeleton_cloud, stamp_to_ns)
 from iospstl_ros.params import (
     build_pipeline, check_choices, NODE_NAME, PARAMETERS, tracker_config)
 from iospstl_ros.pipeline import STAGES
 from iospstl_ros.tracking import OnlineRecognizer
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-import rclpy
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
@@ -380,26 +377,8 @@ class ActionNode(LifecycleNode):
 
 def main(args=None):
     """Run the node until shutdown; exit status 1 when autostart fails."""
-    rclpy.init(args=args)
-    node = None
-    status = 0
-    try:
-        node = ActionNode()
-        if node.params['autostart'] and not node.start():
-            status = 1
-        else:
-            rclpy.spin(node)
-    except ParameterException as error:  # an override out of range or of the wrong type
-        rclpy.logging.get_logger(NODE_NAME).error(f'bad parameter: {error}')
-        status = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return status
+    return run_node(NODE_NAME, ActionNode,
+                    lambda node: not node.params['autostart'] or node.start(), args)
 
 
 if __name__ == '__main__':

@@ -38,14 +38,11 @@ import sys
 from iospstl_ros.axes import AXES
 from iospstl_ros.cloud import CloudError, decode_joint_points
 from iospstl_ros.k4a import markers_to_bodies
-from iospstl_ros.nodes._ros_helpers import declare, skeleton_cloud
+from iospstl_ros.nodes._ros_helpers import declare, run_node, skeleton_cloud
 from iospstl_ros.params import check_choices, Param
 from iospstl_ros.trackers import (
     DEFAULT_AXES, FORMATS, group_points, rotate, rotated_frame_id, skeleton_format, to_ntu25)
 import numpy as np
-import rclpy
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
@@ -207,25 +204,7 @@ class SkeletonAdapter(Node):
 
 def run(node_name, default_format, args=None):
     """Run an adapter until shutdown; return the exit status (1 on a bad parameter)."""
-    rclpy.init(args=args)
-    node = None
-    status = 0
-    try:
-        try:
-            node = SkeletonAdapter(node_name, default_format)
-        except (ParameterException, ValueError) as error:  # a choice, a range or a type
-            rclpy.logging.get_logger(node_name).error(f'bad parameter: {error}')
-            status = 1
-        else:
-            rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return status
+    return run_node(node_name, lambda: SkeletonAdapter(node_name, default_format), args=args)
 
 
 def main(args=None):
