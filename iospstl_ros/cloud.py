@@ -197,6 +197,24 @@ def _field_tuple(field):
     return name, offset, datatype, count
 
 
+def _rows(height, width, point_step, row_step, data):
+    """The cloud's bytes as (height, width, point_step) uint8, after checking the layout."""
+    if point_step == 0 or row_step < width * point_step:
+        raise CloudError('bad_layout', f'expected row_step >= width * point_step = '
+                         f'{width * point_step} with point_step > 0, got row_step {row_step} '
+                         f'and point_step {point_step}')
+    buffer = _as_bytes(data)
+    if buffer is None:
+        raise CloudError('bad_data', f'expected data as bytes or uint8 values, got '
+                         f'{type(data).__name__}')
+    if len(buffer) != height * row_step:
+        raise CloudError('truncated' if len(buffer) < height * row_step else 'oversized',
+                         f'expected {height * row_step} bytes of data (height {height} x '
+                         f'row_step {row_step}), got {len(buffer)}')
+    rows = buffer.reshape(height, row_step)[:, :width * point_step]
+    return rows.reshape(height, width, point_step)
+
+
 def _parse_fields(fields, point_step, big_endian, accepted=ACCEPTED_TYPES, optional=()):
     """Map each known field name to (offset, numpy dtype); checks types and bounds.
 
@@ -306,23 +324,7 @@ def decode_skeletons(height, width, fields, is_bigendian, point_step, row_step, 
     if height == 0:  # a frame without bodies: nothing to read, fields not needed
         return empty, {}
     found = _parse_fields(fields, point_step, bool(is_bigendian))
-    if point_step == 0 or row_step < width * point_step:
-        raise CloudError('bad_layout', f'expected row_step >= width * point_step = '
-                         f'{width * point_step} with point_step > 0, got row_step {row_step} '
-                         f'and point_step {point_step}')
-    buffer = _as_bytes(data)
-    if buffer is None:
-        raise CloudError('bad_data', f'expected data as bytes or uint8 values, got '
-                         f'{type(data).__name__}')
-    expected = height * row_step
-    if len(buffer) < expected:
-        raise CloudError('truncated', f'expected {expected} bytes of data (height {height} x '
-                         f'row_step {row_step}), got {len(buffer)}')
-    if len(buffer) > expected:
-        raise CloudError('oversized', f'expected {expected} bytes of data (height {height} x '
-                         f'row_step {row_step}), got {len(buffer)}')
-    rows = buffer.reshape(height, row_step)[:, :width * point_step]
-    rows = rows.reshape(height, width, point_step)
+    rows = _rows(height, width, point_step, row_step, data)
     with np.errstate(invalid='ignore'):  # signalling NaN bit patterns in random data
         columns = {name: _column(rows, offset, dtype) for name, (offset, dtype) in found.items()}
     issues = {}
@@ -416,20 +418,7 @@ def decode_joint_points(height, width, fields, is_bigendian, point_step, row_ste
         points['confidence'] = np.zeros(0)
     if n == 0:
         return points
-    if point_step == 0 or row_step < width * point_step:
-        raise CloudError('bad_layout', f'expected row_step >= width * point_step = '
-                         f'{width * point_step} with point_step > 0, got row_step {row_step} '
-                         f'and point_step {point_step}')
-    buffer = _as_bytes(data)
-    if buffer is None:
-        raise CloudError('bad_data', f'expected data as bytes or uint8 values, got '
-                         f'{type(data).__name__}')
-    if len(buffer) != height * row_step:
-        raise CloudError('truncated' if len(buffer) < height * row_step else 'oversized',
-                         f'expected {height * row_step} bytes of data (height {height} x '
-                         f'row_step {row_step}), got {len(buffer)}')
-    rows = buffer.reshape(height, row_step)[:, :width * point_step]
-    rows = rows.reshape(height, width, point_step)
+    rows = _rows(height, width, point_step, row_step, data)
     with np.errstate(invalid='ignore'):  # signalling NaN bit patterns
         for name, (offset, dtype) in found.items():
             kind = np.int64 if name in ('joint_id', 'body_id') else np.float64
