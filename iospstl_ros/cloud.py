@@ -198,7 +198,7 @@ def _field_tuple(field):
 
 
 def _rows(height, width, point_step, row_step, data):
-    """The cloud's bytes as (height, width, point_step) uint8, after checking the layout."""
+    """Return the bytes as (height, width, point_step) uint8, after checking the layout."""
     if point_step == 0 or row_step < width * point_step:
         raise CloudError('bad_layout', f'expected row_step >= width * point_step = '
                          f'{width * point_step} with point_step > 0, got row_step {row_step} '
