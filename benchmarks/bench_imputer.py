@@ -12,8 +12,10 @@ lower legs of most people for a stretch of frames, plus 1 % of random joints):
     memory-mapped files: bank build, train and test imputation time and peak memory;
 (c) online: one window against its 667-row cluster of a 40,000-window float16 bank with the
     body slots as blocks (as ``model_dir`` loads a model), window by window, ours and the
-    baseline alternating; the first window after start-up (``compile_kernels`` and
-    ``ClusterBank.prepare``, as ``Pipeline.warm_up``); the compiler's cost in fresh processes.
+    baseline alternating: back to back (the cluster stays in the CPU caches) and ``--gap``
+    seconds apart (as a node's windows come; the cluster has left the caches); the first
+    window after start-up (``compile_kernels`` and ``ClusterBank.prepare``, as
+    ``Pipeline.warm_up``); the compiler's cost in fresh processes.
 
     python -m benchmarks.bench_imputer                # (a) and (c)
     python -m benchmarks.bench_imputer --full         # (a), (b) and (c)
@@ -248,14 +250,15 @@ def online(options, baseline):
                 elapsed, (out, _) = timed(lambda: bank.impute(window[None], [cluster]))
                 times[name].append(1e3 * elapsed)
                 outputs[name].append(out)
-    # Later windows find their cluster in the CPU caches (the same cluster again); the first
-    # window after start-up does not (preparing the other clusters evicted it). The same
-    # windows with the caches flushed before each show the start-up itself costs nothing.
-    flush, cold = np.ones(2 ** 25, np.float32), {name: [] for name in banks}
-    for window in windows:
+    # Back to back, each window finds its cluster in the CPU caches (the same cluster again).
+    # A node's windows come a stride apart (a third of a second a body at 30 fps), and by then
+    # the cluster has left the caches: windows ``--gap`` seconds apart show that cost, the same
+    # state the first window after start-up meets.
+    paced = {name: [] for name in banks}
+    for window in tqdm(windows, desc='paced windows', leave=False):
         for name, bank in banks.items():
-            flush.sum()
-            cold[name].append(1e3 * timed(lambda: bank.impute(window[None], [cluster]))[0])
+            time.sleep(options.gap)
+            paced[name].append(1e3 * timed(lambda: bank.impute(window[None], [cluster]))[0])
     imputer = KNNImputer(n_neighbors=5, weights='distance').fit(
         banks['ours'].cluster_donors(cluster).astype(np.float64))
     count = min(len(windows), options.sklearn_windows)
@@ -264,9 +267,10 @@ def online(options, baseline):
     reference = np.concatenate(reference)
     for name, values in times.items():
         worst = np.nanmax(np.abs(np.concatenate(outputs[name][:count]) - reference))
-        print(f'    {name:20s} p50 {np.percentile(values, 50):6.2f} ms  p99 '
-              f'{np.percentile(values, 99):6.2f} ms  ({len(values)} windows); caches flushed '
-              f'first: p50 {np.median(cold[name]):.2f} ms, first window after start-up: '
+        print(f'    {name:20s} back to back: p50 {np.percentile(values, 50):5.2f} ms  p99 '
+              f'{np.percentile(values, 99):5.2f} ms  ({len(values)} windows); '
+              f'{options.gap:g} s apart: p50 {np.percentile(paced[name], 50):5.2f} ms  p99 '
+              f'{np.percentile(paced[name], 99):5.2f} ms; first window after start-up: '
               f'{np.median(firsts[name]):.2f} ms; max |x - scikit-learn| {worst:.1e} m')
     print(f'    scikit-learn         p50 {1e3 * np.median(sk_times):6.1f} ms  ({count} windows)')
 
@@ -299,6 +303,8 @@ def main(args=None):
                         help='distinct windows in (c) (default: 100)')
     parser.add_argument('--passes', type=int, default=8,
                         help='passes over the windows in (c) (default: 8)')
+    parser.add_argument('--gap', type=float, default=0.1,
+                        help='seconds between the paced windows of (c) (default: 0.1)')
     parser.add_argument('--startups', type=int, default=7,
                         help='start-ups timed in (c), each with its first window (default: 7)')
     parser.add_argument('--sklearn-windows', type=int, default=20,

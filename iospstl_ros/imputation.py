@@ -17,15 +17,14 @@ The rule, for each missing value of a receiver row (scikit-learn's):
 
 How. Features always missing together (a joint's x, y, z) form a *group*, given or found from
 the NaN pattern; donors are chosen once per missing group. Every distance that decides a choice
-or a weight is *exact*, a float64 sum over the shared features. For a few receivers (an online
-window) all are. For many, float32 BLAS products on centred values give each distance with an
-error bound that holds for any BLAS and summation order (``(d + G + 16) eps`` times the rows'
-squared norms, G groups); per receiver and missing group, a compiled loop walks the donors by
-lower bound until none can beat the k-th smallest upper bound, and sums exactly the distances
-of those it met. So the result is scikit-learn's float64 result on the same values, on any
-CPU. With *blocks* (body slots; given, or found as features zero in the same rows), a
-receiver's block of observed zeros (an absent body) takes each donor's block total, computed
-once, and a donor's block with nothing observed (an absent body in a bank) is skipped.
+or a weight is *exact*, a float64 sum over the shared features: for a few receivers (a window)
+all are; for many, float32 BLAS products on centred values give each distance with an error
+bound valid for any BLAS (``(d + G + 16) eps`` times the rows' squared norms, G groups), and a
+compiled loop walks the donors by lower bound until none can beat the k-th smallest upper bound,
+summing exactly the distances of those it met: scikit-learn's float64 result, on any CPU. With
+*blocks* (body slots; given, or found as features zero in the same rows), a receiver's block of
+observed zeros (an absent body) takes each donor's block total, and a donor's block with
+nothing observed (an absent body in a bank) is skipped.
 """
 
 import json
@@ -46,19 +45,25 @@ _ROWS_PER_STEP = 512                              # donor rows checked per step 
 _FAST = {'reassoc', 'contract', 'nsz', 'arcp'}   # fastmath that keeps NaN (= missing) semantics
 
 
-def missing_groups(missing):
-    """Label features always missing together (equal columns of the (n, d) bool ``missing``)."""
-    packed = np.packbits(np.ascontiguousarray(np.asarray(missing, dtype=bool).T), axis=1)
-    keys = packed.view(np.dtype((np.void, packed.shape[1])))[:, 0]   # a column's bits
+@numba.njit(cache=True)
+def _pack_rows(flags):
+    """Pack (n, d) bools eight rows to a byte, row by row: (ceil(n / 8), d) uint8."""
+    packed = np.zeros(((flags.shape[0] + 7) // 8, flags.shape[1]), np.uint8)
+    for i in range(flags.shape[0]):
+        for f in range(flags.shape[1]):
+            packed[i // 8, f] |= np.uint8(flags[i, f]) << np.uint8(i % 8)
+    return packed
+
+
+def missing_groups(*missing):
+    """Label features always missing together: equal columns of (n, d) bool arrays, stacked."""
+    packed = np.concatenate([_pack_rows(np.ascontiguousarray(m, dtype=bool)) for m in missing])
+    keys = np.ascontiguousarray(packed.T).view(np.dtype((np.void, len(packed))))[:, 0]
     return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 class _Layout:
-    """Work order of the features: by block, then group, so that each group is a slice.
-
-    ``order[w]`` is the feature at work position w; ``group_ptr`` and ``block_ptr`` bound the
-    groups and blocks; ``sizes`` are the group sizes.
-    """
+    """Work order of the features by block, then group: ``order``, ``group_ptr``, ``block_ptr``."""
 
     def __init__(self, groups, blocks, n_features):
         groups = (np.arange(n_features) if groups is None
@@ -254,15 +259,6 @@ def _fill_parallel(arguments):
     return unfilled.sum()
 
 
-@numba.njit(cache=True)
-def _fill_serial(arguments):
-    """:func:`_fill` for every receiver on this thread (one window: no thread pool)."""
-    unfilled = 0
-    for i in range(arguments[0].shape[0]):
-        unfilled += _fill(i, *arguments)
-    return unfilled
-
-
 class _Donors:
     """Donor rows prepared once (a cluster of the bank): work-order values and summaries."""
 
@@ -348,7 +344,10 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
         arguments = (rows, donors.values, approx, error, by_lower, zero, layout.group_ptr,
                      layout.order, donors.observers, donors.mean, layout.block_ptr,
                      donors.block_squares, donors.block_counts, n_neighbors, out[start:stop])
-        unfilled += int((_fill_serial if few else _fill_parallel)(arguments))
+        if few:                     # a window: on this thread, no thread pool
+            unfilled += sum(_fill(i, *arguments) for i in range(len(rows)))
+        else:
+            unfilled += int(_fill_parallel(arguments))
     return out, unfilled
 
 
@@ -357,6 +356,7 @@ def compile_kernels():
     started, rows = time.perf_counter(), np.float32([[0, 1, np.nan, 0], [1, 2, 3, 0]])
     for n in (1, DIRECT_MAX_ROWS + 1):      # one window, and many receivers
         nan_knn_impute(np.repeat(rows[:1], n, 0), rows, groups=[0, 1, 2, 3], blocks=[0, 0, 0, 1])
+    nan_knn_impute(rows, rows)              # groups and blocks found
     return time.perf_counter() - started
 
 
@@ -366,22 +366,19 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
 
     Gives ``KNNImputer(n_neighbors, weights='distance').fit(donors).transform(receivers)`` by
     the rule in the module docstring, except that a feature no donor observes stays NaN.
+    ``receivers`` (n, d), ``donors`` (m, d): float rows, NaN where missing (memory maps and
+    float16 are fine; receivers are not modified); one array as both imputes a set from itself.
+    ``groups`` (d,) int: the group of each feature, for features always missing together
+    (:func:`coordinate_groups`); by default found from the NaN pattern (:func:`missing_groups`),
+    with the same result; a row with a given group only partly missing raises ValueError.
+    ``blocks`` (d,) int: the block of each feature, each group inside one (the body slots of
+    :func:`coordinate_blocks`): faster for absent bodies, the same result; found with the
+    groups, as features zero in the same rows, if at most ``MAX_FOUND_BLOCKS``. ``chunk_size``:
+    receivers whose distances are held at once; memory beyond the inputs and output is about
+    ``8 * m * d`` bytes for the donors and ``12 * m`` per receiver of a chunk.
 
-    ``receivers`` (n, d) and ``donors`` (m, d): float rows, NaN where missing (memory maps
-    and float16 are fine; receivers are not modified); one array as both imputes a set from
-    itself. ``groups`` (d,) int: the group of each feature, for features always missing
-    together (:func:`coordinate_groups`); by default found from the NaN pattern of both arrays
-    (:func:`missing_groups`), with the same result; a row in which a given group is only partly
-    missing raises ValueError. ``blocks`` (d,) int: the block of each feature, each group
-    inside one (the body slots of :func:`coordinate_blocks`): faster for absent bodies, the
-    same result; found with the groups, as features zero in the same rows, if at most
-    ``MAX_FOUND_BLOCKS``. ``chunk_size``: receivers whose distances are held at once; memory
-    beyond the inputs and output is about ``8 * m * d`` bytes for the donors and ``12 * m``
-    per receiver of a chunk.
-
-    Returns the imputed rows, float32 for float16/float32 receivers and float64 for float64
-    (the work then in float64), NaN only where no donor observes the feature; with
-    ``return_unfilled``, also the number of values left NaN.
+    Returns the imputed rows (float32; float64, and the work in float64, for float64 input), NaN
+    only where no donor observes the feature; with ``return_unfilled``, also their count.
     """
     same = receivers is donors
     receivers = check_rows('receivers', receivers)
@@ -389,11 +386,11 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     n_neighbors = check_int('n_neighbors', n_neighbors)
     chunk_size = check_int('chunk_size', chunk_size)
     if groups is None:
-        rows = donors if same else np.concatenate([receivers, donors])
+        sets = (donors,) if same else (receivers, donors)
         if blocks is None:              # features observed zero in the same rows (absent bodies)
-            blocks = missing_groups(rows == 0)
+            blocks = missing_groups(*(rows == 0 for rows in sets))
             blocks = blocks if blocks.max() < MAX_FOUND_BLOCKS else None
-        groups = missing_groups(np.isnan(rows))
+        groups = missing_groups(*(np.isnan(rows) for rows in sets))
         if blocks is not None:          # a pattern shared by two blocks: a group in each
             blocks = check_ints('blocks', blocks, receivers.shape[1:])
             groups = groups * (blocks.max() + 1) + blocks
@@ -508,7 +505,8 @@ class ClusterBank:
     def prepare(self, clusters=None):
         """Prepare clusters (default: the largest) now, so that no later call waits; list them.
 
-        Explicit ``clusters``: at most ``max_cached_clusters`` ids, the last kept longest.
+        Explicit ``clusters``: at most ``max_cached_clusters`` ids, the last kept longest. Each
+        imputes a trial window (a donor, one group hidden): its arrays enter the CPU caches.
         """
         self._check_fitted()
         limit = check_int('max_cached_clusters', self.max_cached_clusters)
@@ -520,7 +518,9 @@ class ClusterBank:
             raise ValueError(f'clusters: expected at most max_cached_clusters = {limit} '
                              f'clusters (more would evict the first), got {len(clusters)}')
         for cluster in clusters.tolist():
-            self._donors_of(cluster)
+            trial = np.array(self.cluster_donors(cluster)[:1], np.float32)
+            trial[:, self._layout.order[:self._layout.group_ptr[1]]] = np.nan
+            _impute(self._donors_of(cluster), trial, 5, 1)
         return clusters.tolist()
 
     def impute(self, receivers, clusters, n_neighbors=5):

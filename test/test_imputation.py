@@ -224,9 +224,21 @@ def test_missing_groups_joins_columns_with_the_same_pattern():
     missing = np.array([[1, 0, 1, 0, 1],
                         [0, 0, 0, 1, 0],
                         [1, 0, 1, 1, 1]], dtype=bool)
-    groups = missing_groups(missing)
-    assert groups[0] == groups[2] == groups[4]
-    assert len({groups[0], groups[1], groups[3]}) == 3
+    for groups in (missing_groups(missing), missing_groups(missing[:1], missing[1:])):
+        assert groups[0] == groups[2] == groups[4]
+        assert len({groups[0], groups[1], groups[3]}) == 3
+
+
+@pytest.mark.parametrize('splits', [(), (7,), (8, 9, 16)])
+def test_missing_groups_agree_with_comparing_columns(splits):
+    # 21 rows (not a multiple of 8), columns copied from a few patterns; an independent oracle:
+    # two features share a group exactly when their columns are equal.
+    rng = np.random.default_rng(5)
+    patterns = rng.random((21, 6)) < 0.5
+    missing = patterns[:, rng.integers(0, 6, 40)]
+    groups = missing_groups(*np.split(missing, splits))
+    same_column = (missing[:, :, None] == missing[:, None, :]).all(axis=0)
+    np.testing.assert_array_equal(groups[:, None] == groups[None, :], same_column)
 
 
 # Realistic data against scikit-learn ----------------------------------------------------------
