@@ -45,21 +45,28 @@ _ROWS_PER_STEP = 512                              # donor rows checked per step 
 _FAST = {'reassoc', 'contract', 'nsz', 'arcp'}   # fastmath that keeps NaN (= missing) semantics
 
 
-@numba.njit(cache=True)
-def _pack_rows(flags):
-    """Pack (n, d) bools eight rows to a byte, row by row: (ceil(n / 8), d) uint8."""
-    packed = np.zeros(((flags.shape[0] + 7) // 8, flags.shape[1]), np.uint8)
-    for i in range(flags.shape[0]):
-        for f in range(flags.shape[1]):
-            packed[i // 8, f] |= np.uint8(flags[i, f]) << np.uint8(i % 8)
-    return packed
+@numba.njit(parallel=True, cache=True)
+def _patterns(x):
+    """Where rows x are NaN and where 0, eight rows a byte: two (ceil(n / 8), d) uint8 arrays."""
+    nan_bits = np.zeros(((x.shape[0] + 7) // 8, x.shape[1]), np.uint8)
+    zero_bits = np.zeros_like(nan_bits)
+    for r in numba.prange(len(nan_bits)):
+        for i in range(8 * r, min(8 * r + 8, x.shape[0])):
+            for f in range(x.shape[1]):
+                nan_bits[r, f] |= np.uint8(x[i, f] != x[i, f]) << np.uint8(i - 8 * r)
+                zero_bits[r, f] |= np.uint8(x[i, f] == 0) << np.uint8(i - 8 * r)
+    return nan_bits, zero_bits
 
 
-def missing_groups(*missing):
-    """Label features always missing together: equal columns of (n, d) bool arrays, stacked."""
-    packed = np.concatenate([_pack_rows(np.ascontiguousarray(m, dtype=bool)) for m in missing])
-    keys = np.ascontiguousarray(packed.T).view(np.dtype((np.void, len(packed))))[:, 0]
-    return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
+def find_groups(*row_sets):
+    """Label features by equal NaN columns (groups) and equal zero columns, over the sets' rows."""
+    bits = [_patterns(np.asarray(rows, np.float32 if rows.dtype == np.float16 else rows.dtype))
+            for rows in row_sets]
+    labels = []
+    for packed in (np.concatenate(part) for part in zip(*bits)):    # NaN, then zero
+        keys = np.ascontiguousarray(packed.T).view(np.dtype((np.void, len(packed))))[:, 0]
+        labels.append(np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64))
+    return tuple(labels)
 
 
 class _Layout:
@@ -369,7 +376,7 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     ``receivers`` (n, d), ``donors`` (m, d): float rows, NaN where missing (memory maps and
     float16 are fine; receivers are not modified); one array as both imputes a set from itself.
     ``groups`` (d,) int: the group of each feature, for features always missing together
-    (:func:`coordinate_groups`); by default found from the NaN pattern (:func:`missing_groups`),
+    (:func:`coordinate_groups`); by default found from the NaN pattern (:func:`find_groups`),
     with the same result; a row with a given group only partly missing raises ValueError.
     ``blocks`` (d,) int: the block of each feature, each group inside one (the body slots of
     :func:`coordinate_blocks`): faster for absent bodies, the same result; found with the
@@ -386,11 +393,9 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
     n_neighbors = check_int('n_neighbors', n_neighbors)
     chunk_size = check_int('chunk_size', chunk_size)
     if groups is None:
-        sets = (donors,) if same else (receivers, donors)
+        groups, zeros = find_groups(*((donors,) if same else (receivers, donors)))
         if blocks is None:              # features observed zero in the same rows (absent bodies)
-            blocks = missing_groups(*(rows == 0 for rows in sets))
-            blocks = blocks if blocks.max() < MAX_FOUND_BLOCKS else None
-        groups = missing_groups(*(np.isnan(rows) for rows in sets))
+            blocks = zeros if zeros.max() < MAX_FOUND_BLOCKS else None
         if blocks is not None:          # a pattern shared by two blocks: a group in each
             blocks = check_ints('blocks', blocks, receivers.shape[1:])
             groups = groups * (blocks.max() + 1) + blocks

@@ -8,7 +8,7 @@ import os
 
 from hypothesis import given, HealthCheck, settings, strategies as st
 from iospstl_ros.imputation import (
-    ClusterBank, coordinate_blocks, coordinate_groups, missing_groups, nan_knn_impute)
+    ClusterBank, coordinate_blocks, coordinate_groups, find_groups, nan_knn_impute)
 import numpy as np
 import pytest
 from sklearn.impute import KNNImputer
@@ -220,25 +220,28 @@ def test_coordinate_blocks_are_the_body_slots():
     np.testing.assert_array_equal(slot, x.reshape(-1))
 
 
-def test_missing_groups_joins_columns_with_the_same_pattern():
-    missing = np.array([[1, 0, 1, 0, 1],
-                        [0, 0, 0, 1, 0],
-                        [1, 0, 1, 1, 1]], dtype=bool)
-    for groups in (missing_groups(missing), missing_groups(missing[:1], missing[1:])):
+def test_find_groups_joins_columns_with_the_same_pattern():
+    rows = np.array([[nan, 1.0, nan, 0.0, nan],
+                     [0.0, 2.0, 0.0, nan, 5.0],
+                     [nan, 0.0, nan, nan, nan]])
+    for groups, zeros in (find_groups(rows), find_groups(rows[:1], rows[1:])):
         assert groups[0] == groups[2] == groups[4]
         assert len({groups[0], groups[1], groups[3]}) == 3
+        assert zeros[0] == zeros[2] and len({zeros[0], zeros[1], zeros[3], zeros[4]}) == 4
 
 
+@pytest.mark.parametrize('dtype', [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize('splits', [(), (7,), (8, 9, 16)])
-def test_missing_groups_agree_with_comparing_columns(splits):
-    # 21 rows (not a multiple of 8), columns copied from a few patterns; an independent oracle:
-    # two features share a group exactly when their columns are equal.
+def test_find_groups_agree_with_comparing_columns(splits, dtype):
+    # 21 rows (not a multiple of 8), columns copied from a few patterns of NaN, 0 and values;
+    # an independent oracle: two features share a label exactly when their columns are equal.
     rng = np.random.default_rng(5)
-    patterns = rng.random((21, 6)) < 0.5
-    missing = patterns[:, rng.integers(0, 6, 40)]
-    groups = missing_groups(*np.split(missing, splits))
-    same_column = (missing[:, :, None] == missing[:, None, :]).all(axis=0)
-    np.testing.assert_array_equal(groups[:, None] == groups[None, :], same_column)
+    patterns = rng.choice([nan, 0.0, 1.0], (21, 6))
+    rows = (patterns[:, rng.integers(0, 6, 40)] * rng.uniform(1, 2, 40)).astype(dtype)
+    groups, zeros = find_groups(*np.split(rows, splits))
+    for labels, flags in ((groups, np.isnan(rows)), (zeros, rows == 0)):
+        same_column = (flags[:, :, None] == flags[:, None, :]).all(axis=0)
+        np.testing.assert_array_equal(labels[:, None] == labels[None, :], same_column)
 
 
 # Realistic data against scikit-learn ----------------------------------------------------------
@@ -311,7 +314,7 @@ def test_blocks_found_from_scattered_zeros_match_sklearn(n_features):
     rows[rng.random(rows.shape) < 0.3] = 0.0
     rows[rng.random(rows.shape) < 0.15] = nan
     rows[:4, :3] = 0.0
-    assert (len(np.unique(missing_groups(rows == 0))) <= MAX_FOUND_BLOCKS) == (n_features == 5)
+    assert (len(np.unique(find_groups(rows)[1])) <= MAX_FOUND_BLOCKS) == (n_features == 5)
     for receivers, donors in ((rows, rows), (rows[:4], rows[4:])):
         # Zeros make exact ties: there the rule's choice (lowest donor row), else scikit-learn.
         expected, ambiguous = rule_impute(receivers, donors, 5)
