@@ -693,7 +693,7 @@ def test_bank_bad_input(tmp_path):
 
 
 def write_v1_bank(directory, **changes):
-    """A format-v1 bank written by hand: clusters of 1 and 2 float16 rows in one donors.npy."""
+    """Write a format-v1 bank by hand: clusters of 1 and 2 float16 rows in one donors.npy."""
     os.makedirs(directory)
     meta = {'format': 'iospstl-cluster-bank', 'format_version': 1, 'n_clusters': 2,
             'n_features': 3, 'n_donors': 3, 'dtype': 'float16',
