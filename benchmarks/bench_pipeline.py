@@ -280,7 +280,7 @@ def bench(model_dir, threads_list, bodies_list, repeats, ghz, flops_per_cycle, b
               'graphs': {name: entry.get('graph', 'before joints-first')
                          for name, entry in model.metadata['models'].items()},
               'mmac_per_window': {k: v / 1e6 for k, v in macs.items()},
-              'donors': int(len(model.bank.donors_)), 'clusters': int(model.bank.n_clusters),
+              'donors': model.bank.n_donors_, 'clusters': int(model.bank.n_clusters),
               'runs': []}
     if batches:
         report['load_average_before_sweep'] = os.getloadavg()

@@ -36,7 +36,7 @@ from iospstl_ros.validation import check_int, check_ints, check_not_infinite, ch
 import numba
 import numpy as np
 
-BANK_FORMAT, BANK_FORMAT_VERSION = 'iospstl-cluster-bank', 1
+BANK_FORMAT, BANK_FORMAT_VERSION = 'iospstl-cluster-bank', 2
 DIRECT_MAX_ROWS = 8          # receivers up to which all distances are exact sums, on one thread
 SYMMETRIC_MAX_ROWS = 4096    # largest set imputed from itself by one symmetric product
 MAX_FOUND_BLOCKS = 16        # most zero patterns taken as blocks when neither hint is given
@@ -408,18 +408,20 @@ def nan_knn_impute(receivers, donors, n_neighbors=5, *, groups=None, blocks=None
 
 
 class ClusterBank:
-    """Donor rows of every cluster in one array, with the centroids that assign new samples.
+    """Donor rows kept per cluster, one array each, with the centroids that assign new samples.
 
-    Cluster k's donors are rows ``offsets_[k]:offsets_[k + 1]`` of ``donors_`` ((n_bank, d)
-    float16 or float32, NaN where missing); a receiver of cluster k is imputed from those only,
-    in float32. ``centroids_`` (K, e); ``donor_index_``: the row of the ``donors`` given to
-    :meth:`from_clusters` that each bank row came from. A cluster is prepared (about ``4 * n_k
-    * (d + 5 G)`` bytes, 35 MB for 667 NTU windows; 20 MB more once over ``DIRECT_MAX_ROWS``
-    receivers come at once) on first use or by :meth:`prepare`; the last
-    ``max_cached_clusters`` are kept, so do not share a bank between threads. ``groups`` (saved
-    with the bank; without it every feature is a group: right, slower) and ``blocks`` (not
-    saved) as in :func:`nan_knn_impute`.
+    Cluster k's donors, :meth:`cluster_donors` (k), are rows ``offsets_[k]:offsets_[k + 1]`` of
+    the ``n_donors_``: (n_k, d) ``dtype_``, NaN where missing, memory-mapped when loaded; a
+    receiver of cluster k is imputed from those only, in float32. ``centroids_`` (K, e);
+    ``donor_index_``: each donor's row in the ``donors`` of :meth:`from_clusters`. A cluster is
+    prepared (about ``4 * n_k * (d + 5 G)`` bytes, 35 MB for 667 NTU windows, 20 MB more for
+    over ``DIRECT_MAX_ROWS`` receivers at once) on first use or by :meth:`prepare`; the last
+    ``max_cached_clusters`` are kept: do not share a bank between threads. ``groups`` (saved;
+    without it every feature is a group: right, slower), ``blocks`` (not saved): as in
+    :func:`nan_knn_impute`.
     """
+
+    DONORS_FILE = 'donors/cluster_{:04d}.npy'   # cluster k's donor rows in a saved bank (v2)
 
     def __init__(self, groups=None, blocks=None, chunk_size=256, max_cached_clusters=4):
         self.groups, self.blocks = groups, blocks
@@ -431,7 +433,7 @@ class ClusterBank:
 
         ``centroids`` (K, e) float; ``donors`` (n_bank, d) float, NaN where missing, may be a
         memory map (read in steps); ``labels`` (n_bank,) int in ``0..K-1``; ``dtype``
-        float32 or float16, the storage type of ``donors_``; ``settings`` go to the class.
+        float32 or float16, the storage type of the bank; ``settings`` go to the class.
         """
         bank = cls(**settings)
         centroids = check_rows('centroids', centroids)
@@ -442,8 +444,7 @@ class ClusterBank:
         if np.dtype(dtype) not in (np.float16, np.float32):
             raise ValueError(f'dtype: expected float16 or float32, got {np.dtype(dtype)}')
         layout = _Layout(bank.groups, None, donors.shape[1])
-        order = np.argsort(labels, kind='stable')
-        stored = np.empty(donors.shape, dtype=dtype)
+        order, stored = np.argsort(labels, kind='stable'), np.empty(donors.shape, dtype=dtype)
         for start in range(0, len(order), _ROWS_PER_STEP):
             index = order[start:start + _ROWS_PER_STEP]
             rows = np.asarray(donors[index])
@@ -454,15 +455,16 @@ class ClusterBank:
             if np.isinf(stored[start:start + len(index)]).any():
                 raise ValueError(f'donors: values beyond the {np.dtype(dtype)} range (largest '
                                  f'{np.nanmax(np.abs(rows))}); store the bank as float32')
-        counts = np.bincount(labels, minlength=len(centroids))
-        bank._set_state(centroids.astype(np.float32), stored,
-                        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), order)
-        return bank
+        offsets = np.searchsorted(labels[order], np.arange(len(centroids) + 1)).astype(np.int64)
+        return bank._set_state(centroids.astype(np.float32), np.split(stored, offsets[1:-1]),
+                               offsets, order, donors.shape[1], stored.dtype)
 
-    def _set_state(self, centroids, donors, offsets, donor_index):
-        self._layout = _Layout(self.groups, self.blocks, donors.shape[1])
-        self.centroids_, self.donors_, self.offsets_ = centroids, donors, offsets
-        self.donor_index_, self.n_features_in_, self._prepared = donor_index, donors.shape[1], {}
+    def _set_state(self, centroids, cluster_donors, offsets, donor_index, n_features, dtype):
+        self._layout = _Layout(self.groups, self.blocks, n_features)
+        self.centroids_, self.offsets_, self.donor_index_ = centroids, offsets, donor_index
+        self.n_features_in_, self.n_donors_, self.dtype_ = n_features, int(offsets[-1]), dtype
+        self._cluster_donors, self._prepared = cluster_donors, {}
+        return self
 
     def set_blocks(self, blocks):
         """Set ``blocks`` of a built or loaded bank; returns self."""
@@ -472,7 +474,7 @@ class ClusterBank:
         return self
 
     def _check_fitted(self):
-        if not hasattr(self, 'donors_'):
+        if not hasattr(self, 'centroids_'):
             raise ValueError('this ClusterBank holds no donors yet; build it with '
                              'ClusterBank.from_clusters or ClusterBank.load')
 
@@ -483,11 +485,10 @@ class ClusterBank:
         return len(self.centroids_)
 
     def cluster_donors(self, cluster):
-        """Donor rows of one cluster: ndarray of shape (n_k, d), a view of ``donors_``."""
-        self._check_fitted()
+        """Donor rows of one cluster: ndarray of shape (n_k, d), memory-mapped when loaded."""
         if not 0 <= cluster < self.n_clusters:
             raise ValueError(f'cluster: expected 0..{self.n_clusters - 1}, got {cluster}')
-        return self.donors_[self.offsets_[cluster]:self.offsets_[cluster + 1]]
+        return self._cluster_donors[cluster]
 
     def assign(self, embeddings):
         """Nearest centroid of each (n, e) embedding, as KMeans.predict: (n,) int64."""
@@ -549,57 +550,56 @@ class ClusterBank:
         return out, unfilled
 
     def save(self, directory):
-        """Write the bank as ``.npy`` files and ``bank.json`` into ``directory`` (no pickle)."""
+        """Write bank.json, the arrays and a file per cluster (DONORS_FILE) as .npy, format v2."""
         self._check_fitted()
-        os.makedirs(directory, exist_ok=True)
-        arrays = {'centroids': self.centroids_, 'donors': self.donors_,
-                  'offsets': self.offsets_, 'donor_index': self.donor_index_}
+        os.makedirs(os.path.join(directory, 'donors'), exist_ok=True)
+        arrays = {'centroids': self.centroids_, 'offsets': self.offsets_,
+                  'donor_index': self.donor_index_}
         if self.groups is not None:
             arrays['groups'] = np.asarray(self.groups, dtype=np.int64)
         for name, array in arrays.items():
             np.save(os.path.join(directory, f'{name}.npy'), np.asarray(array))
+        for cluster, donors in enumerate(self._cluster_donors):
+            np.save(os.path.join(directory, self.DONORS_FILE.format(cluster)), np.asarray(donors))
         meta = {'format': BANK_FORMAT, 'format_version': BANK_FORMAT_VERSION,
                 'n_clusters': int(self.n_clusters), 'n_features': int(self.n_features_in_),
-                'n_donors': int(len(self.donors_)), 'dtype': self.donors_.dtype.name,
-                'arrays': sorted(arrays)}
+                'n_donors': self.n_donors_, 'dtype': self.dtype_.name, 'arrays': sorted(arrays)}
         with open(os.path.join(directory, 'bank.json'), 'w') as f:
             json.dump(meta, f, indent=2, sort_keys=True)
 
     @classmethod
     def load(cls, directory, mmap=True, **settings):
-        """Read a bank written by :meth:`save`; ``mmap``: memory-map ``donors.npy`` read-only.
-
-        ``settings``: ``blocks``, ``chunk_size``, ``max_cached_clusters``. Raises ValueError for
-        a missing file, another format version or arrays that disagree.
-        """
-        meta_path = os.path.join(directory, 'bank.json')
-        if not os.path.exists(meta_path):
-            raise ValueError(f'{directory}: no bank.json; expected a directory written by '
-                             'ClusterBank.save')
-        with open(meta_path) as f:
-            meta = json.load(f)
-        if (meta.get('format'), meta.get('format_version')) != (BANK_FORMAT, BANK_FORMAT_VERSION):
-            raise ValueError(f'{meta_path}: expected format {BANK_FORMAT} v{BANK_FORMAT_VERSION}'
-                             f', got {meta.get("format")} v{meta.get("format_version")}')
-        k, d, n = meta['n_clusters'], meta['n_features'], meta['n_donors']
-        expected = {'centroids': ((k, None), 'float32'), 'donors': ((n, d), meta['dtype']),
-                    'offsets': ((k + 1,), 'int64'), 'donor_index': ((n,), 'int64'),
-                    'groups': ((d,), 'int64')}
-        arrays = {}
-        for name in [name for name in expected if name != 'groups' or name in meta['arrays']]:
-            (shape, dtype), path = expected[name], os.path.join(directory, f'{name}.npy')
+        """Read a bank written by :meth:`save` (format v2, or v1); ``mmap``: memory-map donors."""
+        def read(name, dtype, shape, mmap_mode=None):       # None in shape: any size
+            path = os.path.join(directory, name)
             if not os.path.exists(path):
                 raise ValueError(f'{path}: missing')
-            mode = 'r' if mmap and name == 'donors' else None
-            array = arrays[name] = np.load(path, mmap_mode=mode, allow_pickle=False)
+            array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
             got = tuple(s if e is not None else None for s, e in zip(array.shape, shape))
             if got != shape or array.ndim != len(shape) or array.dtype.name != dtype:
                 raise ValueError(f'{path}: expected {dtype} {shape}, got {array.dtype} '
                                  f'{array.shape}')
-        offsets = arrays['offsets']
+            return array
+        meta_path = os.path.join(directory, 'bank.json')
+        if not os.path.exists(meta_path):
+            raise ValueError(f'{directory}: no bank.json; expected a ClusterBank.save directory')
+        with open(meta_path) as f:
+            meta = json.load(f)
+        version = meta.get('format_version')
+        if meta.get('format') != BANK_FORMAT or version not in (1, BANK_FORMAT_VERSION):
+            raise ValueError(f'{meta_path}: expected format {BANK_FORMAT} v1 or '
+                             f'v{BANK_FORMAT_VERSION}, got {meta.get("format")} v{version}')
+        k, d, n = meta['n_clusters'], meta['n_features'], meta['n_donors']
+        offsets, mode = read('offsets.npy', 'int64', (k + 1,)), 'r' if mmap else None
         if offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
             raise ValueError(f'{directory}/offsets.npy: expected non-decreasing offsets from 0 '
                              f'to {n}, got {offsets[0]}..{offsets[-1]}')
-        bank = cls(**dict(settings, groups=arrays.get('groups')))
-        bank._set_state(arrays['centroids'], arrays['donors'], offsets, arrays['donor_index'])
-        return bank
+        if version == 1:        # one donors.npy: cluster k in rows offsets[k]:offsets[k + 1]
+            donors = np.split(read('donors.npy', meta['dtype'], (n, d), mode), offsets[1:-1])
+        else:
+            donors = [read(cls.DONORS_FILE.format(cluster), meta['dtype'], (size, d), mode)
+                      for cluster, size in enumerate(np.diff(offsets).tolist())]
+        groups = read('groups.npy', 'int64', (d,)) if 'groups' in meta['arrays'] else None
+        bank = cls(**dict(settings, groups=groups))
+        return bank._set_state(read('centroids.npy', 'float32', (k, None)), donors, offsets,
+                               read('donor_index.npy', 'int64', (n,)), d, np.dtype(meta['dtype']))

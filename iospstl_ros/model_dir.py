@@ -11,10 +11,10 @@
     feature_mean.npy        float32 (7500,): training mean of every KNN feature (NaN if never
                             observed), the last fallback of the imputation
     bank/                   the :class:`~iospstl_ros.imputation.ClusterBank` of
-                            ``training.impute``: bank.json, donors.npy (float16 KNN rows of the
-                            training windows, NaN = occluded, grouped by cluster,
-                            memory-mapped), offsets.npy, donor_index.npy, centroids.npy,
-                            groups.npy
+                            ``training.impute`` (format v2): bank.json, donors/cluster_0000.npy
+                            and on (one per cluster: its float16 KNN rows of the training
+                            windows, NaN = occluded, memory-mapped), offsets.npy,
+                            donor_index.npy, centroids.npy, groups.npy
 
 Both networks take ``skeleton`` float32 ``(N, C, T, V, M) = (N, 3, 50, 25, 2)`` in the layout of
 :mod:`iospstl_ros.layout` (relative coordinates after :mod:`iospstl_ros.preprocess`, absent
@@ -51,8 +51,10 @@ CLASSIFIER_FILE = 'classifier.onnx'
 CENTROIDS_FILE = 'centroids.npy'
 FEATURE_MEAN_FILE = 'feature_mean.npy'
 BANK_DIR = 'bank'
-#: Files of the bank that every model directory holds (``groups.npy`` is optional).
-BANK_FILES = ('bank.json', 'centroids.npy', 'donors.npy', 'offsets.npy', 'donor_index.npy')
+#: Files of the bank that every model directory holds (``groups.npy`` is optional); the donor
+#: rows are one file per cluster (``donors/cluster_0000.npy`` and on; ``donors.npy`` in bank
+#: format v1), and every file under ``bank/`` must be listed in ``metadata.json``.
+BANK_FILES = ('bank.json', 'centroids.npy', 'offsets.npy', 'donor_index.npy')
 #: Files that must be listed in ``metadata.json`` and present.
 REQUIRED_FILES = (STAGE1_FILE, CLASSIFIER_FILE, CENTROIDS_FILE, FEATURE_MEAN_FILE) + tuple(
     f'{BANK_DIR}/{name}' for name in BANK_FILES)
@@ -219,7 +221,9 @@ def _check_files(path, meta, verify_checksums):
     if not isinstance(files, dict):
         raise _error(path, METADATA_FILE, 'expected "files" as an object of path: '
                      '{sha256, bytes}')
-    for name in REQUIRED_FILES:
+    bank_files = [os.path.relpath(os.path.join(folder, name), path).replace(os.sep, '/')
+                  for folder, _, names in os.walk(os.path.join(path, BANK_DIR)) for name in names]
+    for name in list(REQUIRED_FILES) + sorted(bank_files):
         if name not in files:
             raise _error(path, METADATA_FILE, f'"files" does not list {name}')
     checksums = {}
@@ -265,14 +269,14 @@ def _load_array(path, name, dtype, shape):
 def load_model_dir(path, verify_checksums=True, mmap=True, max_cached_clusters=4):
     """Open and validate a model directory written by ``python -m training.export``.
 
-    Checks, in this order: ``metadata.json`` (readable, format name, known format version,
-    required keys, joint layout and window length equal to this code's, one NTU action id per
-    class when ``action_ids`` is given), every file it lists
-    (present, size, sha256), the arrays (dtype and shape of the centroids and the feature
-    means, the bank's files), that the bank and the centroids agree (cluster count, embedding
-    size, values, 7500 features per row) and that the class names match the classifier's
-    declared output size. The ONNX graphs themselves are opened and checked against this
-    metadata by :mod:`iospstl_ros.runtime`.
+    Checks, in this order: ``metadata.json`` (readable, format name, known format version, required
+    keys, joint layout and window length equal to this code's, one NTU action id per class when
+    ``action_ids`` is given), every file it lists (present, size, sha256) and every file under
+    ``bank/`` listed, the arrays (dtype and shape of the centroids and the feature means, the
+    bank's files), that the bank and the centroids agree (cluster count, embedding size, values,
+    7500 features per row) and that the class names match the classifier's declared output size.
+    The ONNX graphs themselves are opened and checked against this metadata by
+    :mod:`iospstl_ros.runtime`.
 
     Parameters
     ----------
@@ -334,8 +338,8 @@ def load_model_dir(path, verify_checksums=True, mmap=True, max_cached_clusters=4
     except (KeyError, OSError) as error:
         raise _error(path, BANK_DIR, f'unreadable cluster bank ({error!r})') from error
     if bank.n_features_in_ != NUM_FEATURES:
-        raise _error(path, f'{BANK_DIR}/donors.npy', f'expected {NUM_FEATURES} features per '
-                     f'donor row (3 x {WINDOW_FRAMES} x {NUM_JOINTS} x {MAX_BODIES}), got '
+        raise _error(path, BANK_DIR, f'expected {NUM_FEATURES} features per donor row (3 x '
+                     f'{WINDOW_FRAMES} x {NUM_JOINTS} x {MAX_BODIES}), got '
                      f'{bank.n_features_in_}')
     if bank.centroids_.shape != centroids.shape or not np.array_equal(bank.centroids_,
                                                                       centroids):

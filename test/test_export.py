@@ -7,6 +7,7 @@ import shutil
 
 from helpers import rewrite_file, sha256
 from iospstl_ros.datasets.synthetic import ACTION_IDS, CLASS_NAMES
+from iospstl_ros.imputation import ClusterBank
 from iospstl_ros.layout import CENTER_JOINT
 from iospstl_ros.model_dir import (
     CLASSIFIER_FILE, load_model_dir, METADATA_FILE, MODEL_FORMAT, REQUIRED_FILES, STAGE1_FILE)
@@ -76,6 +77,11 @@ def test_export_writes_a_complete_model_directory(tiny):
                      for d, _, files in os.walk(model) for f in files)
     assert sorted(meta['files']) == [f for f in on_disk if f != METADATA_FILE]
     assert set(REQUIRED_FILES) <= set(meta['files'])
+    assert [f for f in sorted(meta['files']) if f.startswith('bank/')] == [
+        'bank/bank.json', 'bank/centroids.npy', 'bank/donor_index.npy',
+        'bank/donors/cluster_0000.npy', 'bank/donors/cluster_0001.npy',
+        'bank/donors/cluster_0002.npy', 'bank/donors/cluster_0003.npy', 'bank/groups.npy',
+        'bank/offsets.npy']
     for name, entry in meta['files'].items():
         assert entry == {'sha256': sha256(os.path.join(model, name)),
                          'bytes': os.path.getsize(os.path.join(model, name))}
@@ -93,7 +99,9 @@ def test_export_writes_a_complete_model_directory(tiny):
         assert ops.count('MatMul') == 10 and 'BatchNormalization' not in ops
         assert 'Expand' not in ops and 'Slice' not in ops and ops.count('Shape') == 1
     loaded = load_model_dir(model)
-    assert isinstance(loaded.bank.donors_, np.memmap) and loaded.bank.donors_.dtype == np.float16
+    for cluster in range(4):
+        donors = loaded.bank.cluster_donors(cluster)
+        assert isinstance(donors, np.memmap) and donors.dtype == np.float16
     assert loaded.centroids.shape == (4, 32) and loaded.n_neighbors == 5
     assert loaded.num_classes == 43 and loaded.embedding_dim == 32
     assert not [f for f in os.listdir(os.path.dirname(model)) if f.startswith('.')]
@@ -143,6 +151,29 @@ def test_a_failed_export_leaves_no_directory(tiny, tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ['model', 'models']
     with pytest.raises(ValueError, match='exists; pass --force'):
         export(args + ['--out', str(old)])
+
+
+@pytest.mark.slow
+def test_a_format_v1_bank_is_exported_as_v2_with_the_same_donors(tiny, tmp_path):
+    imputed = tmp_path / 'imputed'
+    shutil.copytree(tiny['imputed'], imputed)
+    bank = ClusterBank.load(imputed / 'bank', mmap=False)
+    shutil.rmtree(imputed / 'bank' / 'donors')          # as training.impute wrote it before v2
+    np.save(imputed / 'bank' / 'donors.npy',
+            np.concatenate([bank.cluster_donors(cluster) for cluster in range(4)]))
+    bank_meta = json.loads((imputed / 'bank' / 'bank.json').read_text())
+    bank_meta.update(format_version=1, arrays=bank_meta['arrays'] + ['donors'])
+    (imputed / 'bank' / 'bank.json').write_text(json.dumps(bank_meta))
+    export(['--stage1', tiny['stage1'], '--classifier', tiny['classifier'],
+            '--imputed', str(imputed), '--out', str(tmp_path / 'model')])
+    assert json.loads((tmp_path / 'model' / 'bank' / 'bank.json').read_text())[
+        'format_version'] == 2
+    assert not os.path.exists(tmp_path / 'model' / 'bank' / 'donors.npy')
+    model = load_model_dir(tmp_path / 'model')
+    for cluster in range(4):
+        assert model.bank.cluster_donors(cluster).tobytes() == \
+            bank.cluster_donors(cluster).tobytes()
+    np.testing.assert_array_equal(model.bank.donor_index_, bank.donor_index_)
 
 
 @pytest.mark.slow
@@ -203,8 +234,11 @@ BROKEN = {
                          r'metadata\.json: missing'),
     'missing file': (lambda m: os.remove(m / CLASSIFIER_FILE),
                      r'classifier\.onnx: missing \(listed in metadata\.json\)'),
-    'missing bank file': (lambda m: os.remove(m / 'bank' / 'donors.npy'),
-                          r'bank/donors\.npy: missing'),
+    'missing bank file': (lambda m: os.remove(m / 'bank' / 'donors' / 'cluster_0002.npy'),
+                          r'bank/donors/cluster_0002\.npy: missing'),
+    'unlisted bank file': (
+        lambda m: edit_metadata(m, lambda d: d['files'].pop('bank/donors/cluster_0003.npy')),
+        r'"files" does not list bank/donors/cluster_0003\.npy'),
     'unlisted required file': (lambda m: edit_metadata(m, lambda d: d['files'].pop(STAGE1_FILE)),
                                r'"files" does not list stage1_encoder\.onnx'),
     'checksum mismatch': (_flip_a_byte,

@@ -4,6 +4,7 @@ Hand-worked cases encode the rule; scikit-learn's float64 ``KNNImputer(weights='
 the oracle everywhere else, including a property-based differential test over random inputs.
 """
 
+import json
 import os
 
 from hypothesis import given, HealthCheck, settings, strategies as st
@@ -528,8 +529,11 @@ def test_bank_layout_offsets_and_donor_index():
     assert bank.offsets_.tolist() == [0, 20, 40]
     assert bank.donor_index_[:3].tolist() == [0, 2, 4]          # stable within a cluster
     assert bank.donor_index_[20:23].tolist() == [1, 3, 5]
-    np.testing.assert_array_equal(bank.donors_, donors[bank.donor_index_].astype(np.float32))
+    for cluster, rows in ((0, slice(0, 20)), (1, slice(20, 40))):
+        np.testing.assert_array_equal(bank.cluster_donors(cluster),
+                                      donors[bank.donor_index_[rows]].astype(np.float32))
     assert bank.centroids_.dtype == np.float32 and bank.n_features_in_ == 12
+    assert bank.n_donors_ == 40 and bank.dtype_ == np.float32
 
 
 def test_bank_fills_each_cluster_only_from_its_own_donors():
@@ -620,13 +624,25 @@ def test_bank_save_load_round_trip(tmp_path):
     bank, _, _ = two_cluster_bank(dtype=np.float16)
     bank.save(tmp_path / 'bank')
     assert sorted(os.listdir(tmp_path / 'bank')) == [
-        'bank.json', 'centroids.npy', 'donor_index.npy', 'donors.npy', 'groups.npy',
-        'offsets.npy']
+        'bank.json', 'centroids.npy', 'donor_index.npy', 'donors', 'groups.npy', 'offsets.npy']
+    assert sorted(os.listdir(tmp_path / 'bank' / 'donors')) == [
+        'cluster_0000.npy', 'cluster_0001.npy']
+    meta = json.loads((tmp_path / 'bank' / 'bank.json').read_text())
+    assert meta == {'format': 'iospstl-cluster-bank', 'format_version': 2, 'n_clusters': 2,
+                    'n_features': 12, 'n_donors': 40, 'dtype': 'float16',
+                    'arrays': ['centroids', 'donor_index', 'groups', 'offsets']}
+    assert np.load(tmp_path / 'bank' / 'donors' / 'cluster_0001.npy').shape == (20, 12)
     loaded = ClusterBank.load(tmp_path / 'bank', mmap=True)
-    assert isinstance(loaded.donors_, np.memmap) and loaded.donors_.dtype == np.float16
-    for name in ('centroids_', 'donors_', 'offsets_', 'donor_index_'):
+    for cluster in (0, 1):
+        rows = loaded.cluster_donors(cluster)
+        assert isinstance(rows, np.memmap) and rows.dtype == np.float16
+        np.testing.assert_array_equal(rows, bank.cluster_donors(cluster))
+    for name in ('centroids_', 'offsets_', 'donor_index_'):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(bank, name))
+    assert (loaded.n_donors_, loaded.dtype_, loaded.n_features_in_) == (40, np.float16, 12)
     np.testing.assert_array_equal(loaded.groups, bank.groups)
+    assert not isinstance(ClusterBank.load(tmp_path / 'bank', mmap=False).cluster_donors(0),
+                          np.memmap)
     receivers = np.full((2, 12), 3.0)
     receivers[:, :3] = nan
     clusters = np.array([0, 1])
@@ -689,3 +705,60 @@ def test_bank_bad_input(tmp_path):
     os.remove(tmp_path / 'bank' / 'offsets.npy')
     with pytest.raises(ValueError, match='offsets.npy: missing'):
         ClusterBank.load(tmp_path / 'bank')
+
+
+def write_v1_bank(directory, **changes):
+    """Write a format-v1 bank by hand: clusters of 1 and 2 float16 rows in one donors.npy."""
+    os.makedirs(directory)
+    meta = {'format': 'iospstl-cluster-bank', 'format_version': 1, 'n_clusters': 2,
+            'n_features': 3, 'n_donors': 3, 'dtype': 'float16',
+            'arrays': ['centroids', 'donor_index', 'donors', 'offsets']}
+    (directory / 'bank.json').write_text(json.dumps(dict(meta, **changes)))
+    np.save(directory / 'donors.npy',
+            np.array([[1, 2, 3], [4, 5, 6], [7, 8, nan]], dtype=np.float16))
+    np.save(directory / 'offsets.npy', np.array([0, 1, 3], dtype=np.int64))
+    np.save(directory / 'donor_index.npy', np.array([2, 0, 1], dtype=np.int64))
+    np.save(directory / 'centroids.npy', np.array([[0.0], [1.0]], dtype=np.float32))
+
+
+def test_bank_reads_format_v1_and_saves_it_as_v2(tmp_path):
+    write_v1_bank(tmp_path / 'v1')
+    bank = ClusterBank.load(tmp_path / 'v1')
+    assert bank.n_clusters == 2 and (bank.n_donors_, bank.dtype_) == (3, np.float16)
+    assert bank.groups is None and bank.offsets_.tolist() == [0, 1, 3]
+    assert isinstance(bank.cluster_donors(1), np.memmap)
+    assert bank.cluster_donors(0).tolist() == [[1.0, 2.0, 3.0]]
+    np.testing.assert_array_equal(bank.cluster_donors(1), [[4.0, 5.0, 6.0], [7.0, 8.0, nan]])
+    out, unfilled = bank.impute(np.array([[1.0, 2.0, nan], [4.0, 5.0, nan]]), [0, 1])
+    assert out.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]] and unfilled == 0
+    bank.save(tmp_path / 'v2')
+    assert sorted(os.listdir(tmp_path / 'v2' / 'donors')) == [
+        'cluster_0000.npy', 'cluster_0001.npy']
+    again = ClusterBank.load(tmp_path / 'v2')
+    for cluster in (0, 1):
+        assert again.cluster_donors(cluster).tobytes() == bank.cluster_donors(cluster).tobytes()
+    assert again.donor_index_.tolist() == [2, 0, 1]
+
+
+def test_bank_load_names_the_file_and_what_is_wrong(tmp_path):
+    write_v1_bank(tmp_path / 'v3', format_version=3)
+    with pytest.raises(ValueError, match=r'v3/bank\.json: expected format iospstl-cluster-bank '
+                       r'v1 or v2, got iospstl-cluster-bank v3'):
+        ClusterBank.load(tmp_path / 'v3')
+    write_v1_bank(tmp_path / 'float32', dtype='float32')
+    with pytest.raises(ValueError, match=r'donors\.npy: expected float32 \(3, 3\), got float16 '
+                       r'\(3, 3\)'):
+        ClusterBank.load(tmp_path / 'float32')
+    write_v1_bank(tmp_path / 'more', n_donors=4)
+    with pytest.raises(ValueError, match=r'offsets\.npy: expected non-decreasing offsets from 0 '
+                       r'to 4, got 0\.\.3'):
+        ClusterBank.load(tmp_path / 'more')
+    bank, _, _ = two_cluster_bank(dtype=np.float16)
+    bank.save(tmp_path / 'v2')
+    np.save(tmp_path / 'v2' / 'donors' / 'cluster_0001.npy', np.zeros((19, 12), np.float16))
+    with pytest.raises(ValueError, match=r'donors/cluster_0001\.npy: expected float16 '
+                       r'\(20, 12\), got float16 \(19, 12\)'):
+        ClusterBank.load(tmp_path / 'v2')
+    os.remove(tmp_path / 'v2' / 'donors' / 'cluster_0000.npy')
+    with pytest.raises(ValueError, match=r'donors/cluster_0000\.npy: missing'):
+        ClusterBank.load(tmp_path / 'v2')

@@ -9,8 +9,9 @@ Writes the model directory described in :mod:`iospstl_ros.model_dir`:
   ``training.impute`` embeds windows (joint coordinates, occluded joints at 0);
 * ``classifier.onnx``: the stage-2 encoder and the linear head of ``classifier.pt``, with the
   input view it was trained on (joint, motion or bone) inside the graph, giving logits;
-* ``centroids.npy``, ``feature_mean.npy`` and ``bank/`` copied from the ``training.impute``
-  output (the bank must come from ``--method cluster-knn``);
+* ``centroids.npy``, ``feature_mean.npy`` and ``bank/`` from the ``training.impute`` output
+  (the bank must come from ``--method cluster-knn``; it is written in the current bank format,
+  v2, with one donors file per cluster, whichever format the output holds);
 * ``metadata.json``: format name and version, classes and their NTU action ids (from the
   classifier, else from the data set's ``meta.json`` when its classes are the classifier's;
   null when neither gives them), joint layout, window length,
@@ -52,7 +53,7 @@ from iospstl_ros.datasets.splits import check_action_ids
 from iospstl_ros.imputation import ClusterBank
 from iospstl_ros.layout import CENTER_JOINT, FRAME_RATE, WINDOW_FRAMES
 from iospstl_ros.model_dir import (
-    BANK_DIR, BANK_FILES, CENTROIDS_FILE, CLASSIFIER_FILE, EMBEDDING_NAME, FEATURE_MEAN_FILE,
+    BANK_DIR, CENTROIDS_FILE, CLASSIFIER_FILE, EMBEDDING_NAME, FEATURE_MEAN_FILE,
     INPUT_NAME, layout_metadata, LOGITS_NAME, METADATA_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION,
     NUM_FEATURES, SAMPLE_SHAPE, sha256_file, STAGE1_FILE)
 from iospstl_ros.preprocess import SHOULDER_NORM_EPS
@@ -481,13 +482,8 @@ def _check_imputed(imputed):
 
 
 def _copy_bank(imputed, target):
-    """Copy the bank folder and the feature means into the model directory."""
-    os.makedirs(os.path.join(target, BANK_DIR))
-    bank_meta = _read_json(os.path.join(imputed, BANK_DIR, 'bank.json'))
-    names = set(BANK_FILES) | {f'{name}.npy' for name in bank_meta['arrays']}
-    for name in sorted(names):
-        shutil.copyfile(os.path.join(imputed, BANK_DIR, name),
-                        os.path.join(target, BANK_DIR, name))
+    """Write the bank in format v2 (read and saved a cluster at a time), copy the other arrays."""
+    ClusterBank.load(os.path.join(imputed, BANK_DIR)).save(os.path.join(target, BANK_DIR))
     for name in (CENTROIDS_FILE, FEATURE_MEAN_FILE):
         shutil.copyfile(os.path.join(imputed, name), os.path.join(target, name))
     mean = np.load(os.path.join(target, FEATURE_MEAN_FILE), allow_pickle=False)
@@ -631,7 +627,7 @@ def export_model(stage1, classifier, imputed, out, opset=17, tolerance=1e-4,
             'imputation': {
                 'method': 'cluster-knn', 'n_neighbors': int(stats.get('neighbors', 5)),
                 'n_clusters': int(bank.n_clusters), 'n_features': NUM_FEATURES,
-                'n_donors': int(len(bank.donors_)), 'bank_dtype': bank.donors_.dtype.name,
+                'n_donors': bank.n_donors_, 'bank_dtype': bank.dtype_.name,
                 'order': 'knn within the cluster, then temporal interpolation, then mean'},
             'models': {
                 'stage1_encoder': {'file': STAGE1_FILE, 'input': INPUT_NAME,
