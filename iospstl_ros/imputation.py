@@ -1,9 +1,8 @@
 """NaN-aware K-nearest-neighbour imputation and the per-cluster donor bank (paper Sec. III-D).
 
 :func:`nan_knn_impute` gives scikit-learn's ``KNNImputer(weights='distance')`` values, faster;
-:class:`ClusterBank` keys each KMeans cluster's donors by cluster id, so a sample of cluster k
-is filled from cluster k's donors only (the reference shares one imputer: a bug not ported).
-Rows are flattened ``(C, T, V, M)`` samples (:mod:`iospstl_ros.layout`), NaN where occluded.
+:class:`ClusterBank` fills a sample of KMeans cluster k from cluster k's donors only (the
+reference shares one imputer: a bug not ported). Rows: flattened ``(C, T, V, M)``, NaN if hidden.
 
 The rule, for each missing value of a receiver row (scikit-learn's):
 
@@ -22,9 +21,8 @@ all are; for many, float32 BLAS products on centred values give each distance wi
 bound valid for any BLAS (``(d + G + 16) eps`` times the rows' squared norms, G groups), and a
 compiled loop walks the donors by lower bound until none can beat the k-th smallest upper bound,
 summing exactly the distances of those it met: scikit-learn's float64 result, on any CPU. With
-*blocks* (body slots; given, or found as features zero in the same rows), a receiver's block of
-observed zeros (an absent body) takes each donor's block total, and a donor's block with
-nothing observed (an absent body in a bank) is skipped.
+*blocks* (body slots, given or found as features zero in the same rows), a receiver's absent
+body (observed zeros) takes each donor's block total; a donor's absent body (NaN) is skipped.
 """
 
 import json
@@ -223,12 +221,10 @@ def _fill(i, receivers, donors, approx, error, by_lower, zero, group_ptr, column
                 while q > 0 and upper[q - 1] > u:
                     upper[q], q = upper[q - 1], q - 1
                 upper[q] = min(upper[q], u)
-        if n_found == 0:
-            if observers[g].any():          # rule 4: every distance undefined
-                for f in range(lo, hi):
-                    out[i, columns[f]] = mean[f]
-            else:                           # rule 5: no donor observes the group
-                unfilled += hi - lo
+        if n_found == 0:                    # rule 4: the mean; rule 5: NaN, none observes it
+            for f in range(lo, hi):
+                out[i, columns[f]] = mean[f]
+            unfilled += 0 if observers[g].any() else hi - lo
             continue
         for c in range(n_found):
             j = found[c]
@@ -532,8 +528,7 @@ class ClusterBank:
     def impute(self, receivers, clusters, n_neighbors=5):
         """Fill NaN in each receiver (n, d) from the donors of its cluster (n,) only.
 
-        Returns the imputed rows (float32; float64 for float64 input) and the number of values
-        left NaN because no donor of the cluster observes them.
+        Returns the rows (float32, float64 for float64 input) and the count of values left NaN.
         """
         self._check_fitted()
         receivers = check_rows('receivers', receivers, self.n_features_in_)
