@@ -173,7 +173,7 @@ def test_class_and_split_balance(written):
                 == split.labels.tolist())
     meta = json.loads((written / 'xsub' / 'meta.json').read_text())
     assert meta['source'] == 'synthetic' and meta['seed'] == 5
-    assert meta['occlusion'] == 'realistic' and meta['generator_version'] == 3
+    assert meta['occlusion'] == 'realistic' and meta['generator_version'] == 4
     assert meta['classes'] == list(synthetic.CLASS_NAMES) and len(meta['classes']) == 43
     assert meta['two_person_classes'] == list(range(32, 43))
     assert meta['action_ids'] == list(synthetic.ACTION_IDS)
@@ -490,9 +490,9 @@ def test_realism_statistics_of_the_generated_data(sequences):
     assert share[[5, 6, 7, 9, 10, 11]].mean() > 5 * share[[0, 1, 20]].mean()
     single = [s for s in sequences if s.label not in synthetic.TWO_PERSON_CLASSES]
     extra = np.array([s.present[:, 1].any() for s in single])
-    # SPURIOUS_BODY_SHARE 0.08 of the one-person samples (measured 0.091 of 640), each a brief
+    # SPURIOUS_BODY_SHARE 0.04 of the one-person samples (NTU-60: 3.1 to 4.8 %), each a brief
     # body in the second slot, most of it inferred
-    assert 0.05 < extra.mean() < 0.13
+    assert 0.02 < extra.mean() < 0.065
     hidden = []
     for sequence in (s for s, e in zip(single, extra) if e):
         frames = sequence.present[:, 1]

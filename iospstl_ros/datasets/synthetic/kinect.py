@@ -42,8 +42,9 @@ SPELL_FRAMES = (4, 30)
 #: inferred spell snaps the joint part of the way towards its parent.
 INFERRED_DRIFT_STEP = 0.006
 SNAP_PROBABILITY = 0.25
-#: Share of the one-person samples with a spurious extra body, and its length in frames.
-SPURIOUS_BODY_SHARE = 0.08
+#: Share of the one-person samples with a spurious extra body (NTU-60: 3.1 to 4.8 % hold more
+#: than one body ID, docs/data.md), and its length in frames.
+SPURIOUS_BODY_SHARE = 0.04
 SPURIOUS_BODY_FRAMES = (8, 45)
 
 _LIMB_JOINTS = np.array([5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19, 21, 22, 23, 24])

@@ -14,7 +14,7 @@ from iospstl_ros.validation import check_int
 import numpy as np
 
 #: Version of the generator; bump when the output for a given seed changes.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 #: NTU action number of each class, in label order (label = index).
 ACTION_IDS = tuple(sorted(ANIMATIONS))
