@@ -33,7 +33,8 @@ setup(
     install_requires=['setuptools'],
     extras_require={
         'test': ['pytest', 'hypothesis>=6'],
-        'runtime': ['numpy>=1.24', 'numba>=0.59', 'onnxruntime>=1.17', 'PyYAML>=6'],
+        'runtime': ['numpy>=1.24', 'numba>=0.59', 'onnxruntime>=1.17', 'PyYAML>=6',
+                    'threadpoolctl>=3'],
         'bag': ['rosbags>=0.10', 'matplotlib>=3.7'],
         'training': ['torch>=2.1,<=2.14.1', 'onnx>=1.15', 'scikit-learn>=1.3', 'matplotlib>=3.7',
                      'tqdm>=4.60'],

@@ -36,12 +36,13 @@ since this change) on ONNX Runtime CPU or CUDA; older model directories and the 
 back-ends run both slots (``single_body`` tells which).
 """
 
+import contextlib
 from dataclasses import dataclass
 import os
 import time
 
 from iospstl_ros.completion import complete_windows
-from iospstl_ros.imputation import compile_kernels
+from iospstl_ros.imputation import compile_kernels, DIRECT_MAX_ROWS
 from iospstl_ros.layout import MAX_BODIES, NUM_CHANNELS, NUM_JOINTS
 from iospstl_ros.model_dir import CLASSIFIER_FILE, load_model_dir, ModelDir, STAGE1_FILE
 from iospstl_ros.preprocess import fill_occluded, preprocess_sequence
@@ -49,6 +50,7 @@ from iospstl_ros.runtime import BACKENDS, MAX_BATCH, open_runner
 from iospstl_ros.validation import check_int
 import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 #: What stage 4 can do with occluded joints (see :class:`Pipeline`).
 IMPUTATION_MODES = ('cluster-knn', 'mean', 'none')
@@ -201,7 +203,8 @@ class Pipeline:
         self.threads = check_int('threads', threads)
         # Threads, on purpose: ONNX Runtime runs each graph on `threads`; the imputation of a
         # few windows of a cluster runs on the calling thread (no pool, no BLAS), and more at
-        # once (offline batches) on numba's pool, limited here to `threads` as well.
+        # once (offline batches) on numba's pool and numpy's BLAS, limited to `threads` as well
+        # (numba's here, BLAS's while a batch is imputed: see run).
         numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         self.top_k = check_int('top_k', top_k)
         if isinstance(imputation, (bool, np.bool_)):
@@ -345,10 +348,12 @@ class Pipeline:
         clusters = self.model.bank.assign(embeddings)
         marks.append(time.perf_counter())
         if self.imputation == 'cluster-knn':
-            completed, _ = complete_windows(data, occluded, present, bank=self.model.bank,
-                                            clusters=clusters,
-                                            n_neighbors=self.model.n_neighbors,
-                                            feature_mean=self.model.feature_mean)
+            few = len(items) <= DIRECT_MAX_ROWS         # then no BLAS: skip the limit's cost
+            with contextlib.nullcontext() if few else threadpool_limits(self.threads, 'blas'):
+                completed, _ = complete_windows(data, occluded, present, bank=self.model.bank,
+                                                clusters=clusters,
+                                                n_neighbors=self.model.n_neighbors,
+                                                feature_mean=self.model.feature_mean)
         elif self.imputation == 'mean':
             mean = np.nan_to_num(self.model.feature_mean.reshape(data.shape[1:]), nan=0.0)
             hidden = (occluded & present[:, :, None, :])[:, None]

@@ -5,9 +5,11 @@ import os
 import shutil
 
 from helpers import rewrite_file
+from iospstl_ros.completion import complete_windows
 from iospstl_ros.datasets.format import open_split
 from iospstl_ros.datasets.synthetic import generate_sequence
 from iospstl_ros.model_dir import CLASSIFIER_FILE, METADATA_FILE, STAGE1_FILE
+import iospstl_ros.pipeline as pipeline_module
 from iospstl_ros.pipeline import Pipeline, softmax, STAGES
 from iospstl_ros.preprocess import preprocess_sequence
 from iospstl_ros.runtime import (
@@ -16,6 +18,7 @@ from iospstl_ros.runtime import (
 import numpy as np
 import onnxruntime as ort
 import pytest
+from threadpoolctl import threadpool_info
 
 from training.windows import load_windows
 
@@ -306,6 +309,25 @@ def test_threads_and_auto_backend(tiny, pipeline):
         assert ours.cluster == theirs.cluster
         np.testing.assert_allclose([p for _, p in ours.top_k], [p for _, p in theirs.top_k],
                                    atol=1e-5)
+
+
+def test_a_batch_is_imputed_with_blas_on_the_pipelines_threads(tiny, pipeline, monkeypatch):
+    # More than DIRECT_MAX_ROWS (8) windows can reach the BLAS products: numpy's BLAS then runs
+    # on `threads` (1 here) whatever the machine has; a window alone leaves BLAS as it is.
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append({info['num_threads'] for info in threadpool_info()
+                     if info['user_api'] == 'blas'})
+        return complete_windows(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, 'complete_windows', recording)
+    before = {info['num_threads'] for info in threadpool_info() if info['user_api'] == 'blas'}
+    pipeline.run(raw_windows(tiny, 9))
+    pipeline.run(raw_windows(tiny, 1))
+    assert seen == [{1}, before]
+    assert {info['num_threads'] for info in threadpool_info()
+            if info['user_api'] == 'blas'} == before
 
 
 @pytest.mark.skipif(HAS_CUDA, reason='this machine has CUDA')
