@@ -5,6 +5,7 @@ should set ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and its own ``ROS_DOMAIN_
 context fixture defaults the discovery range to LOCALHOST when it is unset.
 """
 
+import contextlib
 import os
 import time
 
@@ -57,6 +58,36 @@ def wait_for_match(executor, publisher, subscribers=1, timeout=10.0):
     """Spin until ``publisher`` has matched ``subscribers`` subscriptions."""
     return spin_until(executor, lambda: publisher.get_subscription_count() >= subscribers,
                       timeout)
+
+
+@contextlib.contextmanager
+def adapter_under_test(context, adapter, input_type, input_topic):
+    """Spin ``adapter`` beside a tester node that feeds it and records its ``skeletons``.
+
+    Yields ``(executor, publisher, received)`` once the tester's ``input_type`` publisher on
+    ``input_topic`` is matched (``received``: the adapter's PointCloud2 messages, reliable,
+    depth 10); shuts the executor down and destroys both nodes after.
+    """
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    tester = Node('adapter_tester', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(adapter)
+    executor.add_node(tester)
+    received = []
+    tester.create_subscription(PointCloud2, 'skeletons', received.append,
+                               QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    publisher = tester.create_publisher(input_type, input_topic, 10)
+    try:
+        assert wait_for_match(executor, publisher)
+        yield executor, publisher, received
+    finally:
+        executor.shutdown()
+        adapter.destroy_node()
+        tester.destroy_node()
 
 
 def fast_discovery_env(domain_id=None, base=None):

@@ -14,7 +14,7 @@ from iospstl_ros.layout import JOINT_NAMES
 import numpy as np
 import pytest
 import ros_fixtures
-from ros_fixtures import fast_discovery_env, spin_until, wait_for_match
+from ros_fixtures import adapter_under_test, fast_discovery_env, spin_until
 
 ros_context = ros_fixtures.ros_context
 
@@ -187,25 +187,14 @@ def test_adapter_round_trip_over_dds(ros_context, params, axes, frame_id, shift)
     from builtin_interfaces.msg import Time
     from iospstl_ros.cloud import decode_skeletons
     from iospstl_ros.nodes.skeleton_adapter import K4A_NODE_NAME, SkeletonAdapter
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import PointCloud2
     from visualization_msgs.msg import Marker, MarkerArray
 
     _, k4a = k4a_person_facing_the_camera()
     adapter = SkeletonAdapter(K4A_NODE_NAME, 'k4a', context=ros_context, parameter_overrides=[
         Parameter(k, value=v) for k, v in params.items()])
-    tester = rclpy_node('k4a_tester', ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(adapter)
-    executor.add_node(tester)
-    received = []
-    tester.create_subscription(PointCloud2, 'skeletons', received.append,
-                               QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    publisher = tester.create_publisher(MarkerArray, 'body_tracking_data', 10)
-    try:
-        assert wait_for_match(executor, publisher)
+    with adapter_under_test(ros_context, adapter, MarkerArray, 'body_tracking_data') as (
+            executor, publisher, received):
         markers = MarkerArray()
         for body in (7, 2):
             for joint in range(32):
@@ -238,10 +227,6 @@ def test_adapter_round_trip_over_dds(ros_context, params, axes, frame_id, shift)
         assert spin_until(executor, lambda: empty() or publisher.publish(MarkerArray()), 10.0)
         assert empty()[0].header.frame_id == frame_id
         assert adapter.converted >= 2
-    finally:
-        executor.shutdown()
-        adapter.destroy_node()
-        tester.destroy_node()
 
 
 @pytest.mark.ros
@@ -261,8 +246,3 @@ def test_an_unknown_output_axes_is_refused_at_start_up(ros_context):
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'bad parameter: parameter output_axes: expected one of rep103, optical, ntu' \
         in result.stderr and 'Traceback' not in result.stderr
-
-
-def rclpy_node(name, context):
-    from rclpy.node import Node
-    return Node(name, context=context)

@@ -14,7 +14,7 @@ from iospstl_ros.trackers import (
 import numpy as np
 import pytest
 import ros_fixtures
-from ros_fixtures import fast_discovery_env, spin_until, wait_for_match
+from ros_fixtures import adapter_under_test, fast_discovery_env, spin_until
 
 ros_context = ros_fixtures.ros_context
 
@@ -301,25 +301,14 @@ def test_adapter_point_cloud_over_dds(ros_context, name, params, frame_id, to_ou
     from builtin_interfaces.msg import Time
     from iospstl_ros.cloud import decode_skeletons
     from iospstl_ros.nodes.skeleton_adapter import SkeletonAdapter
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
     from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
 
     adapter = SkeletonAdapter(context=ros_context, parameter_overrides=[
         Parameter(k, value=v) for k, v in params.items()])
-    tester = Node('trackers_tester', context=ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(adapter)
-    executor.add_node(tester)
-    received = []
-    tester.create_subscription(PointCloud2, 'skeletons', received.append,
-                               QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-    publisher = tester.create_publisher(PointCloud2, 'tracker_joints', 10)
-    try:
-        assert wait_for_match(executor, publisher)
+    with adapter_under_test(ros_context, adapter, PointCloud2, 'tracker_joints') as (
+            executor, publisher, received):
         J = skeleton_format(name).num_joints
         order = np.random.default_rng(0).permutation(2 * J)  # points in any order
         bodies = np.repeat([4, 9], J)[order]
@@ -353,10 +342,6 @@ def test_adapter_point_cloud_over_dds(ros_context, name, params, frame_id, to_ou
         assert spin_until(executor, lambda: empty() or publisher.publish(nothing), 10.0)
         assert empty()[0].header.frame_id == frame_id
         assert adapter.converted >= 2 and adapter.rejected == 0
-    finally:
-        executor.shutdown()
-        adapter.destroy_node()
-        tester.destroy_node()
 
 
 @pytest.mark.ros
