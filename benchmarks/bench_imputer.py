@@ -14,9 +14,10 @@ lower legs of most people for a stretch of frames, plus 1 % of random joints):
     body slots as blocks (as ``model_dir`` loads a model), window by window, ours and the
     baseline alternating: back to back (the cluster stays in the CPU caches) and ``--gap``
     seconds apart (as a node's windows come; the cluster has left the caches); the first
-    window ``--gap`` seconds after start-up (``compile_kernels`` and ``ClusterBank.prepare``,
-    as ``Pipeline.warm_up``; a node's first window comes 50 frames after a body appears); the
-    compiler's cost in fresh processes.
+    window after start-up (``compile_kernels`` and ``ClusterBank.prepare``, as
+    ``Pipeline.warm_up``), straight after it and ``--gap`` seconds after it (a node's first
+    window comes 50 frames after a body appears), each beside the same windows timed later in
+    the same state; the compiler's cost in fresh processes.
 
     python -m benchmarks.bench_imputer                # (a) and (c)
     python -m benchmarks.bench_imputer --full         # (a), (b) and (c)
@@ -223,28 +224,28 @@ def online(options, baseline):
     banks = {'ours': ClusterBank}
     if baseline:
         banks[f'baseline {options.baseline}'] = baseline.ClusterBank
-    firsts = {}
+    firsts = {}     # per imputer and pause: the first window after each start-up
     for name, cls in banks.items():
         bank = cls.from_clusters(np.zeros((clusters, 8), np.float32), donors, labels,
                                  groups=GROUPS, dtype=np.float16, blocks=BLOCKS)
-        startups, firsts[name] = [], []
+        startups, firsts[name] = [], {0.0: [], options.gap: []}
         for attempt in range(options.startups):     # start-up, then its first window
-            bank._prepared.clear()
-            start = time.perf_counter()
-            if name == 'ours':
-                compile_kernels()
-            bank.prepare()                          # Pipeline.warm_up at the node's start-up
-            startups.append(time.perf_counter() - start)
-            time.sleep(options.gap)                 # the first window comes a stride later
-            window = windows[attempt:attempt + 1]
-            firsts[name].append(1e3 * timed(lambda: bank.impute(window, [cluster]))[0])
+            for pause in firsts[name]:
+                bank._prepared.clear()
+                start = time.perf_counter()
+                if name == 'ours':
+                    compile_kernels()
+                bank.prepare()                      # Pipeline.warm_up at the node's start-up
+                startups.append(time.perf_counter() - start)
+                time.sleep(pause)
+                window = windows[attempt:attempt + 1]
+                firsts[name][pause].append(
+                    1e3 * timed(lambda: bank.impute(window, [cluster]))[0])
         banks[name] = bank
         megabytes = sum(a.nbytes for a in vars(bank._prepared[cluster]).values()
                         if isinstance(a, np.ndarray)) / 1e6
         print(f'    {name}: start-up {np.median(startups):.2f} s (median of {len(startups)}: '
-              f'compile, prepare {len(bank._prepared)} clusters, {megabytes:.0f} MB each); '
-              f'first window {options.gap:g} s after it: median '
-              f'{np.median(firsts[name]):.2f} ms')
+              f'compile, prepare {len(bank._prepared)} clusters, {megabytes:.0f} MB each)')
     times = {name: [] for name in banks}
     outputs = {name: [] for name in banks}
     for _ in tqdm(range(options.passes), desc='online passes', leave=False):
@@ -255,26 +256,38 @@ def online(options, baseline):
                 outputs[name].append(out)
     # Back to back, each window finds its cluster in the CPU caches (the same cluster again).
     # A node's windows come a stride apart (a third of a second a body at 30 fps), and by then
-    # the cluster has left the caches: windows ``--gap`` seconds apart show that cost, the same
-    # state the first window after start-up meets (timed ``--gap`` seconds after it).
+    # the cluster has left the caches: windows ``--gap`` seconds apart show that cost.
     paced = {name: [] for name in banks}
     for window in tqdm(windows, desc='paced windows', leave=False):
         for name, bank in banks.items():
             time.sleep(options.gap)
             paced[name].append(1e3 * timed(lambda: bank.impute(window[None], [cluster]))[0])
+    # Why ClusterBank.prepare reads a cluster several times: how fast the caches give it back.
+    values, reads = banks['ours']._prepared[cluster].values.view(np.uint32), []
+    for _ in range(options.startups):
+        time.sleep(options.gap)
+        reads.append([1e3 * timed(lambda: np.count_nonzero(values))[0] for _ in range(6)])
+    print(f'    one read of the prepared cluster ({values.nbytes / 1e6:.0f} MB of float32), six '
+          f'times, {options.gap:g} s after the last window: ' + ', '.join(
+              f'{t:.2f}' for t in np.median(reads, axis=0)) + f' ms (medians of {len(reads)})')
     imputer = KNNImputer(n_neighbors=5, weights='distance').fit(
         banks['ours'].cluster_donors(cluster).astype(np.float64))
     count = min(len(windows), options.sklearn_windows)
     sk_times, reference = zip(*[timed(lambda: imputer.transform(w[None].astype(np.float64)))
                                 for w in windows[:count]])
     reference = np.concatenate(reference)
+    firsts_later = slice(0, options.startups)     # the windows timed first after start-ups
     for name, values in times.items():
         worst = np.nanmax(np.abs(np.concatenate(outputs[name][:count]) - reference))
-        print(f'    {name:20s} back to back: p50 {np.percentile(values, 50):5.2f} ms  p99 '
-              f'{np.percentile(values, 99):5.2f} ms  ({len(values)} windows); '
-              f'{options.gap:g} s apart: p50 {np.percentile(paced[name], 50):5.2f} ms  p99 '
-              f'{np.percentile(paced[name], 99):5.2f} ms; the first after start-up: '
-              f'{np.median(firsts[name]):.2f} ms; max |x - scikit-learn| {worst:.1e} m')
+        later = np.reshape(values, (options.passes, len(windows)))[:, firsts_later]
+        print(f'    {name}, max |x - scikit-learn| {worst:.1e} m')
+        states = ((0.0, values, later), (options.gap, paced[name], paced[name][firsts_later]))
+        for pause, runs, same in states:
+            state = 'back to back' if pause == 0 else f'{pause:g} s apart'
+            print(f'      {state:13s} p50 {np.percentile(runs, 50):5.2f} ms  p99 '
+                  f'{np.percentile(runs, 99):5.2f} ms ({len(runs)} windows); the first after '
+                  f'start-up {np.median(firsts[name][pause]):.2f} ms (median of '
+                  f'{options.startups}; the same windows later: {np.median(same):.2f} ms)')
     print(f'    scikit-learn         p50 {1e3 * np.median(sk_times):6.1f} ms  ({count} windows)')
 
 

@@ -38,7 +38,6 @@ BANK_FORMAT, BANK_FORMAT_VERSION = 'iospstl-cluster-bank', 2
 DIRECT_MAX_ROWS = 8          # receivers up to which all distances are exact sums, on one thread
 SYMMETRIC_MAX_ROWS = 4096    # largest set imputed from itself by one symmetric product
 MAX_FOUND_BLOCKS = 16        # most zero patterns taken as blocks when neither hint is given
-_EPS32 = float(np.finfo(np.float32).eps) / 2      # unit roundoff of float32
 _ROWS_PER_STEP = 512                              # donor rows checked per step in from_clusters
 _FAST = {'reassoc', 'contract', 'nsz', 'arcp'}   # fastmath that keeps NaN (= missing) semantics
 
@@ -293,12 +292,8 @@ def _products(x, donors, symmetric):
     (centred, observed, squares), layout = x, donors.layout
     y_centred, y_observed, y_squares = donors.products_of()
     squared = squares @ y_observed.T
-    if symmetric:
-        squared += squared.T
-        squared -= 2 * (centred @ centred.T)
-    else:
-        squared += observed @ y_squares.T
-        squared -= 2 * (centred @ y_centred.T)
+    squared += squared.T if symmetric else observed @ y_squares.T
+    squared -= 2 * (centred @ (centred if symmetric else y_centred).T)
     # Shared features (exact integers): the commonest group size, then the others weighted.
     common = layout.sizes == np.bincount(layout.sizes).argmax()
     a, rest = observed[:, common], observed[:, ~common] * layout.sizes[~common].astype(np.float32)
@@ -309,7 +304,7 @@ def _products(x, donors, symmetric):
     scale = np.float32(d) / np.where(undefined, np.float32(1), count)
     # Rounding of the cross term (d products), of the group sums (G), of the centring and of
     # the last steps (the squares within a group are float64 sums, rounded once).
-    bound = np.float32((d + len(layout.sizes) + 16) * _EPS32)
+    bound = np.float32((d + len(layout.sizes) + 16) * np.finfo(np.float32).eps / 2)
     error = np.add.outer(squares.sum(axis=1), donors.norms) * (bound * scale)
     squared = np.maximum(squared, 0) * scale
     squared[undefined], error[undefined] = np.inf, 0
@@ -321,8 +316,7 @@ def _impute(donors, receivers, n_neighbors, chunk_size, same=False):
     layout, n = donors.layout, len(receivers)
     out = np.empty(receivers.shape, np.result_type(receivers.dtype, np.float32))
     symmetric = same and DIRECT_MAX_ROWS < n <= SYMMETRIC_MAX_ROWS
-    step = n if symmetric else chunk_size
-    unfilled = 0
+    step, unfilled = (n if symmetric else chunk_size), 0
     for start in range(0, n, step):
         stop = min(n, start + step)
         chunk = np.asarray(receivers[start:stop])
@@ -418,6 +412,7 @@ class ClusterBank:
     """
 
     DONORS_FILE = 'donors/cluster_{:04d}.npy'   # cluster k's donor rows in a saved bank (v2)
+    TRIAL_READS = 6                             # donors imputed as windows by prepare
 
     def __init__(self, groups=None, blocks=None, chunk_size=256, max_cached_clusters=4):
         self.groups, self.blocks = groups, blocks
@@ -508,7 +503,8 @@ class ClusterBank:
         """Prepare clusters (default: the largest) now, so that no later call waits; list them.
 
         Explicit ``clusters``: at most ``max_cached_clusters`` ids, the last kept longest. Each
-        imputes a trial window (a donor, one group hidden): its arrays enter the CPU caches.
+        imputes its first ``TRIAL_READS`` donors as windows (an all-missing block as an absent
+        body), as a CPU may keep data read once out of its caches (20 MB: until the 4th read here).
         """
         self._check_fitted()
         limit = check_int('max_cached_clusters', self.max_cached_clusters)
@@ -519,10 +515,15 @@ class ClusterBank:
         if len(clusters) > limit:
             raise ValueError(f'clusters: expected at most max_cached_clusters = {limit} '
                              f'clusters (more would evict the first), got {len(clusters)}')
+        layout, trial = self._layout, np.empty((1, self.n_features_in_), np.float32)
         for cluster in clusters.tolist():
-            trial = np.array(self.cluster_donors(cluster)[:1], np.float32)
-            trial[:, self._layout.order[:self._layout.group_ptr[1]]] = np.nan
-            _impute(self._donors_of(cluster), trial, 5, 1)
+            values = self._donors_of(cluster).values
+            trials = values[np.arange(self.TRIAL_READS) % len(values)] if len(values) else values
+            for row in trials:
+                absent = np.logical_and.reduceat(np.isnan(row), layout.block_ptr[:-1])
+                trial[:, layout.order] = np.where(
+                    np.repeat(absent, np.diff(layout.block_ptr)), 0, row)
+                self.impute(trial, [cluster])
         return clusters.tolist()
 
     def impute(self, receivers, clusters, n_neighbors=5):
@@ -535,8 +536,7 @@ class ClusterBank:
         n_neighbors = check_int('n_neighbors', n_neighbors)
         chunk_size = check_int('chunk_size', self.chunk_size)
         clusters = check_ints('clusters', clusters, (len(receivers),), self.n_clusters)
-        out = np.empty(receivers.shape, dtype=np.result_type(receivers.dtype, np.float32))
-        unfilled = 0
+        out, unfilled = np.empty(receivers.shape, np.result_type(receivers.dtype, np.float32)), 0
         for cluster in np.unique(clusters).tolist():
             rows = np.flatnonzero(clusters == cluster)
             part = receivers if len(rows) == len(receivers) else receivers[rows]

@@ -601,6 +601,14 @@ def test_bank_prepare_keeps_the_largest_clusters_ready():
     assert unfilled == 3 and np.isnan(out[0, 3:6]).all()
 
 
+def test_bank_prepare_with_an_all_missing_first_donor_and_no_groups():
+    donors = np.array([[nan, nan, nan], [1.0, 2.0, 3.0], [2.0, 2.0, 5.0]])
+    bank = ClusterBank.from_clusters(np.zeros((1, 1)), donors, np.zeros(3, int))
+    assert bank.prepare() == [0]                # trial windows: the donors, the first all NaN
+    out, unfilled = bank.impute(np.array([[1.0, 2.0, nan]]), [0])
+    assert unfilled == 0 and out[0, 2] == 3.0   # donor 1 at distance 0
+
+
 def test_bank_prepare_bad_input():
     bank = prepared_bank()
     with pytest.raises(ValueError, match='at most max_cached_clusters = 3 clusters'):
