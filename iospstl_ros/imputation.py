@@ -517,9 +517,7 @@ class ClusterBank:
                              f'clusters (more would evict the first), got {len(clusters)}')
         layout, trial = self._layout, np.empty((1, self.n_features_in_), np.float32)
         for cluster in clusters.tolist():
-            values = self._donors_of(cluster).values
-            trials = values[np.arange(self.TRIAL_READS) % len(values)] if len(values) else values
-            for row in trials:
+            for row in self._donors_of(cluster).values[:self.TRIAL_READS]:
                 absent = np.logical_and.reduceat(np.isnan(row), layout.block_ptr[:-1])
                 trial[:, layout.order] = np.where(
                     np.repeat(absent, np.diff(layout.block_ptr)), 0, row)
